@@ -1,0 +1,285 @@
+"""Typed configuration: YAML file, then environment overrides, then validation.
+
+SREs tune thresholds per service, so every mistake must name the exact key and the fix; a typo
+silently ignored would leave a service guarded by defaults nobody chose. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "GUARD_"
+PLACEHOLDER = re.compile(r"\{(namespace|workload|revision|window|quantile)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Strict):
+    """A breach of either limit puts the interval in this tier."""
+
+    error_rate: float = Field(gt=0, le=1, description="Fraction of 5xx responses, 0.05 = 5 %")
+    latency_seconds: float = Field(gt=0, description="Latency at the configured quantile")
+
+
+class Tiers(_Strict):
+    """Severity tiers; defaults from the product spec."""
+
+    critical: Tier = Tier(error_rate=0.05, latency_seconds=3.0)
+    high: Tier = Tier(error_rate=0.02, latency_seconds=2.0)
+    medium: Tier = Tier(error_rate=0.01, latency_seconds=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Tiers:
+        if not (
+            self.medium.error_rate <= self.high.error_rate <= self.critical.error_rate
+            and self.medium.latency_seconds
+            <= self.high.latency_seconds
+            <= self.critical.latency_seconds
+        ):
+            raise ValueError("tiers must not decrease: medium <= high <= critical for each metric")
+        return self
+
+
+_SELECTOR = 'namespace="{namespace}",pod=~"{workload}-{revision}-[a-z0-9]+"'
+
+
+class Queries(_Strict):
+    """PromQL templates; placeholders {namespace} {workload} {revision} {window} {quantile}.
+
+    The error rate falls back to `vector(0)` because a release with no 5xx at all has no 5xx
+    series, and an empty answer must not read as "no data".
+
+    {revision} is the pod-template-hash of the ReplicaSet being judged; values are escaped
+    before they are substituted, so a template only has to put them inside quotes.
+    """
+
+    request_count: str = f"sum(increase(http_requests_total{{{_SELECTOR}}}[{{window}}]))"
+    error_rate: str = (
+        f'(sum(rate(http_requests_total{{{_SELECTOR},code=~"5.."}}[{{window}}])) or vector(0))'
+        f" / sum(rate(http_requests_total{{{_SELECTOR}}}[{{window}}]))"
+    )
+    latency: str = (
+        "histogram_quantile({quantile}, sum by (le) "
+        f"(rate(http_request_duration_seconds_bucket{{{_SELECTOR}}}[{{window}}])))"
+    )
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> Queries:
+        for name in ("request_count", "error_rate", "latency"):
+            template: str = getattr(self, name)
+            leftover = PLACEHOLDER.sub("", template)
+            unknown = re.findall(r"(?<!\{)\{([a-z_]+)\}(?!\})", leftover)
+            if unknown:
+                raise ValueError(
+                    f"{name}: unknown placeholder {{{unknown[0]}}}; known: "
+                    "{namespace} {workload} {revision} {window} {quantile}"
+                )
+        return self
+
+
+class AnalysisConfig(_Strict):
+    """How a release is judged; overridable per service."""
+
+    interval_seconds: float = Field(default=10.0, ge=0.5, le=3600)
+    window_seconds: float = Field(
+        default=30.0, ge=1, le=3600, description="Range of rate() and increase()"
+    )
+    latency_quantile: float = Field(default=0.99, gt=0, lt=1)
+    min_requests: float = Field(
+        default=50, ge=1, description="Fewer requests than this in the window is inconclusive"
+    )
+    healthy_intervals_to_promote: int = Field(
+        default=3, ge=1, le=1000, description="Healthy intervals after the update is complete"
+    )
+    high_consecutive_to_rollback: int = Field(default=2, ge=1, le=100)
+    medium_consecutive_to_rollback: int = Field(default=3, ge=1, le=100)
+    tiers: Tiers = Tiers()
+    queries: Queries = Queries()
+
+
+class ServiceConfig(_Strict):
+    """Per-service overrides; keys left out inherit the global `analysis` section."""
+
+    analysis: dict[str, Any] = Field(default_factory=dict)
+    team: str | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class StoreConfig(_Strict):
+    url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    data_dir: Path = Path("./data")
+
+    @property
+    def resolved_url(self) -> str:
+        return self.url or f"sqlite:///{self.data_dir / 'guard.db'}"
+
+
+class PrometheusConfig(_Strict):
+    url: str = "http://127.0.0.1:9090"
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+
+class KubernetesConfig(_Strict):
+    kubeconfig: Path | None = Field(default=None, description="None: in-cluster, else kubeconfig")
+    context: str | None = None
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class SchedulerConfig(_Strict):
+    tick_seconds: float = Field(default=1.0, ge=0.1, le=60)
+
+
+class GuardConfig(_Strict):
+    """The whole configuration file."""
+
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _services_resolve(self) -> GuardConfig:
+        problems: list[str] = []
+        for name, service in self.services.items():
+            try:
+                self.analysis_for(name)
+            except ValidationError as exc:
+                prefix = f"services.{name}.analysis"
+                problems += _explain(exc, service.analysis, prefix=prefix)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def analysis_for(self, service: str) -> AnalysisConfig:
+        """The global analysis section with the service's overrides merged in, key by key."""
+        override = self.services.get(service)
+        if override is None or not override.analysis:
+            return self.analysis
+        merged = _deep_merge(self.analysis.model_dump(), override.analysis)
+        return AnalysisConfig.model_validate(merged)
+
+
+class ConfigError(Exception):
+    """Every problem of a config, each as `path: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> GuardConfig:
+    """Read YAML (if any), apply GUARD_SECTION__KEY environment overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([f"{path}: the top level must be a mapping of sections"])
+        raw = loaded or {}
+    raw = apply_env_overrides(raw, os.environ if environ is None else environ)
+    return parse_config(raw)
+
+
+def parse_config(raw: dict[str, Any]) -> GuardConfig:
+    """Validate a raw mapping; a partial `analysis` keeps the defaults of the keys it omits."""
+    if isinstance(raw.get("analysis"), Mapping):
+        raw = {**raw, "analysis": _deep_merge(AnalysisConfig().model_dump(), raw["analysis"])}
+    try:
+        return GuardConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, raw)) from exc
+
+
+def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """GUARD_PROMETHEUS__URL=... sets prometheus.url; values are parsed as YAML scalars."""
+    result = copy.deepcopy(raw)
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = yaml.safe_load(value) if value else value
+    return result
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _explain(
+    exc: ValidationError,
+    raw: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    root: type[BaseModel] | None = None,
+) -> list[str]:
+    problems: list[str] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        path = ".".join([prefix, *map(str, loc)] if prefix else map(str, loc))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key" + _suggestion(
+                loc, root or (AnalysisConfig if prefix else GuardConfig)
+            )
+        elif error["type"] == "value_error" and "ctx" in error:
+            message = str(error["ctx"].get("error", message))
+        if (not loc and "\n" in message) or message.startswith("services."):
+            problems += message.splitlines()
+            continue
+        problems.append(f"{path or '(top level)'}: {message}")
+    return problems
+
+
+def _suggestion(loc: tuple[int | str, ...], root: type[BaseModel]) -> str:
+    model: type[BaseModel] | None = root
+    for part in loc[:-1]:
+        if model is None:
+            break
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+    if model is None:
+        return ""
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{hint} known keys: {', '.join(known)}"

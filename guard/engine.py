@@ -1,0 +1,170 @@
+"""One analysis tick over all active rollouts: observe, decide, store, then act.
+
+The order is the crash-safety argument: a transition and its actions are committed before the
+actions run, and cleared only after they succeed, so a restart repeats an unfinished patch
+(all of them are idempotent) and never skips one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from analyzers.base import AnalysisResult, Observation, TrackMetrics
+from analyzers.registry import get_analyzer
+from guard.config import AnalysisConfig, GuardConfig
+from guard.kube import KubeClient, KubeError
+from guard.metrics import GuardMetrics
+from guard.prometheus import PrometheusClient, QueryResult, QueryStatus
+from guard.store import ActiveRollout, Store
+from strategies.base import Action, AnalysisTarget, RolloutContext
+from strategies.registry import get_strategy
+
+log = logging.getLogger(__name__)
+
+ALLOWED_ACTIONS = frozenset({"set_images", "restore_template", "set_paused"})
+_PLACEHOLDER = re.compile(r"\{(namespace|workload|revision|window|quantile)\}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def render_query(template: str, values: dict[str, str]) -> str:
+    """Substitute placeholders; values are escaped for a PromQL double-quoted string."""
+
+    def substitute(match: re.Match[str]) -> str:
+        value = values[match.group(1)]
+        return value.replace("\\", "\\\\").replace('"', '\\"')
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+class Engine:
+    """Drives every unfinished rollout one step per tick."""
+
+    def __init__(
+        self,
+        config: GuardConfig,
+        store: Store,
+        kube: KubeClient,
+        prometheus: PrometheusClient,
+        metrics: GuardMetrics,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.kube = kube
+        self.prometheus = prometheus
+        self.metrics = metrics
+        self.clock = clock
+        self._lock = asyncio.Lock()
+
+    async def tick(self) -> None:
+        """Advance all active rollouts; one failing rollout never stops the others."""
+        if self._lock.locked():
+            return
+        async with self._lock:
+            started = time.perf_counter()
+            active = self.store.active()
+            self.metrics.active_rollouts.set(len(active))
+            await asyncio.gather(*(self._advance_safely(r) for r in active))
+            self.metrics.tick_duration.observe(time.perf_counter() - started)
+
+    async def _advance_safely(self, rollout: ActiveRollout) -> None:
+        try:
+            await self._advance(rollout)
+        except KubeError as exc:
+            self.metrics.kubernetes_errors.inc()
+            log.warning(
+                "rollout %s: Kubernetes call failed, retrying next tick: %s", rollout.id, exc
+            )
+        except Exception:
+            log.exception("rollout %s: tick failed; retrying next tick", rollout.id)
+
+    async def _advance(self, rollout: ActiveRollout) -> None:
+        if rollout.pending_actions:
+            await self._execute(rollout.id, rollout.pending_actions)
+        request = rollout.request
+        deployment = await asyncio.to_thread(
+            self.kube.read_deployment, request.namespace, request.deployment
+        )
+        config = self.config.analysis_for(request.service_name)
+        ctx = RolloutContext(
+            rollout_id=rollout.id,
+            request=request,
+            state=rollout.state,
+            step=rollout.step,
+            strategy_state=rollout.strategy_state,
+            commands=rollout.commands,
+            now=self.clock(),
+            config=config,
+            deployment=deployment,
+        )
+        strategy = get_strategy(request.strategy)
+        target = strategy.analysis_target(ctx)
+        analysis_started = time.perf_counter()
+        analysed_at = None
+        if target is not None and _due(rollout.last_analysis_at, config, ctx.now):
+            analysis = await self._analyse(target, request.namespace, config, ctx.now)
+            ctx = replace(ctx, analysis=analysis, analysis_at=ctx.now)
+            analysed_at = ctx.now
+        transition = strategy.step(ctx)
+        self.store.apply(rollout.id, transition, analysed_at=analysed_at, now=self.clock())
+        if analysed_at is not None:
+            self.metrics.decision_latency.observe(time.perf_counter() - analysis_started)
+        if transition.state.terminal:
+            self.metrics.rollouts.labels(outcome=transition.state.value).inc()
+        if transition.actions:
+            await self._execute(rollout.id, transition.actions)
+
+    async def _execute(self, rollout_id: str, actions: list[Action]) -> None:
+        for action in actions:
+            if action.kind not in ALLOWED_ACTIONS:
+                raise ValueError(f"unknown action {action.kind!r}")
+            await asyncio.to_thread(getattr(self.kube, action.kind), **action.params)
+        self.store.actions_done(rollout_id)
+
+    async def _analyse(
+        self, target: AnalysisTarget, namespace: str, config: AnalysisConfig, now: datetime
+    ) -> AnalysisResult:
+        candidate = await self._track(
+            namespace, target.workload, target.candidate_revision, config, now
+        )
+        observation = Observation(at=now, window_seconds=config.window_seconds, candidate=candidate)
+        return get_analyzer("thresholds").analyze(observation, config)
+
+    async def _track(
+        self, namespace: str, workload: str, revision: str, config: AnalysisConfig, now: datetime
+    ) -> TrackMetrics:
+        values = {
+            "namespace": namespace,
+            "workload": workload,
+            "revision": revision,
+            "window": f"{config.window_seconds:g}s",
+            "quantile": f"{config.latency_quantile:g}",
+        }
+        queries = config.queries
+        results = await asyncio.gather(
+            *(
+                self.prometheus.query_scalar(render_query(template, values), at=now)
+                for template in (queries.request_count, queries.error_rate, queries.latency)
+            )
+        )
+        for result in results:
+            self._count_error(result)
+        return TrackMetrics(request_count=results[0], error_rate=results[1], latency=results[2])
+
+    def _count_error(self, result: QueryResult) -> None:
+        if result.status in (QueryStatus.UNREACHABLE, QueryStatus.QUERY_ERROR):
+            self.metrics.query_errors.labels(kind=result.status.value).inc()
+
+
+def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:
+    return last is None or (now - last).total_seconds() >= config.interval_seconds * 0.95

@@ -1,0 +1,251 @@
+"""Thin adapter over the official Kubernetes client: read snapshots, send patches.
+
+Strategies decide from plain snapshots and return actions; only this module talks to the API
+server, so everything above it can be tested and replayed without a cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from guard.config import KubernetesConfig
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+ROLLOUT_ANNOTATION = "deploy-guard.io/rollout-id"
+HASH_LABEL = "pod-template-hash"
+
+T = TypeVar("T")
+
+
+class KubeError(Exception):
+    """A Kubernetes call failed; `retryable` says whether the next tick may try again."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ReplicaSetSnapshot:
+    name: str
+    revision: int
+    pod_template_hash: str
+    template: dict[str, Any]
+    replicas: int
+    available_replicas: int
+
+
+@dataclass(frozen=True)
+class DeploymentSnapshot:
+    """The facts `kubectl rollout status` looks at, plus the ReplicaSets of each revision."""
+
+    namespace: str
+    name: str
+    generation: int
+    observed_generation: int
+    desired_replicas: int
+    replicas: int
+    updated_replicas: int
+    available_replicas: int
+    paused: bool
+    revision: int
+    template: dict[str, Any]
+    conditions: dict[str, dict[str, Any]]
+    replica_sets: list[ReplicaSetSnapshot] = field(default_factory=list)
+
+    @property
+    def images(self) -> dict[str, str]:
+        containers = self.template.get("spec", {}).get("containers", [])
+        return {c["name"]: c.get("image", "") for c in containers}
+
+    @property
+    def current_replica_set(self) -> ReplicaSetSnapshot | None:
+        matches = [rs for rs in self.replica_sets if rs.revision == self.revision]
+        return matches[0] if matches else None
+
+    @property
+    def progress_deadline_exceeded(self) -> bool:
+        progressing = self.conditions.get("Progressing", {})
+        return progressing.get("reason") == "ProgressDeadlineExceeded"
+
+    @property
+    def complete(self) -> bool:
+        """All replicas run the current template and are available; no old pod is left."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas == self.desired_replicas
+            and self.replicas == self.desired_replicas
+            and self.available_replicas == self.desired_replicas
+        )
+
+    def describe(self) -> str:
+        return (
+            f"revision {self.revision}: {self.updated_replicas}/{self.desired_replicas} updated, "
+            f"{self.available_replicas} available, {self.replicas} total"
+        )
+
+
+def pod_template_of(template: dict[str, Any]) -> dict[str, Any]:
+    """A ReplicaSet's template as the Deployment's, without the controller-added hash label."""
+    restored = copy.deepcopy(template)
+    restored.get("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
+    return restored
+
+
+class KubeClient:
+    """Reads and patches Deployments through the official client, with bounded retries."""
+
+    def __init__(self, config: KubernetesConfig, *, retries: int = 3) -> None:
+        if config.kubeconfig is None:
+            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api_client = k8s.ApiClient()
+        else:
+            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(config.kubeconfig), context=config.context
+            )
+        self._apps = k8s.AppsV1Api(api_client)
+        self._timeout = config.request_timeout_seconds
+        self._retries = retries
+        self.calls = 0
+
+    def read_deployment(self, namespace: str, name: str) -> DeploymentSnapshot | None:
+        try:
+            raw = self._json(
+                lambda: self._apps.read_namespaced_deployment(
+                    name, namespace, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        selector = ",".join(
+            f"{k}={v}" for k, v in raw["spec"]["selector"].get("matchLabels", {}).items()
+        )
+        replica_sets = self._json(
+            lambda: self._apps.list_namespaced_replica_set(
+                namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        )
+        owned = [
+            rs
+            for rs in replica_sets["items"]
+            if any(o.get("uid") == raw["metadata"]["uid"] for o in _owners(rs))
+        ]
+        return _deployment_snapshot(raw, owned)
+
+    def set_images(
+        self, namespace: str, name: str, images: dict[str, str], rollout_id: str
+    ) -> None:
+        """Strategic merge patch: only the named containers' images change."""
+        body = {
+            "metadata": {"annotations": {ROLLOUT_ANNOTATION: rollout_id}},
+            "spec": {
+                "paused": False,
+                "template": {
+                    "spec": {"containers": [{"name": c, "image": i} for c, i in images.items()]}
+                },
+            },
+        }
+        self._call(lambda: self._patch(namespace, name, body))
+
+    def restore_template(self, namespace: str, name: str, template: dict[str, Any]) -> None:
+        """What `kubectl rollout undo` does: put the previous pod template back whole."""
+        body = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/spec/paused", "value": False},
+        ]
+        self._call(lambda: self._patch(namespace, name, body))
+
+    def set_paused(self, namespace: str, name: str, paused: bool) -> None:
+        self._call(lambda: self._patch(namespace, name, {"spec": {"paused": paused}}))
+
+    def _patch(self, namespace: str, name: str, body: Any) -> Any:
+        return self._apps.patch_namespaced_deployment(
+            name, namespace, body, _preload_content=False, _request_timeout=self._timeout
+        )
+
+    def _json(self, call: Callable[[], Any]) -> dict[str, Any]:
+        response = self._call(call)
+        data: dict[str, Any] = json.loads(response.data)
+        return data
+
+    def _call(self, call: Callable[[], T]) -> T:
+        delay = 0.2
+        for attempt in range(self._retries + 1):
+            self.calls += 1
+            try:
+                return call()
+            except ApiException as exc:
+                retryable = exc.status in (409, 429) or exc.status >= 500
+                if not retryable or attempt == self._retries:
+                    raise KubeError(
+                        _api_message(exc), status=exc.status, retryable=retryable
+                    ) from exc
+            except Exception as exc:  # urllib3 connection and timeout errors
+                if attempt == self._retries:
+                    raise KubeError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+
+def _owners(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    owners: list[dict[str, Any]] = obj.get("metadata", {}).get("ownerReferences") or []
+    return owners
+
+
+def _deployment_snapshot(
+    raw: dict[str, Any], replica_sets: list[dict[str, Any]]
+) -> DeploymentSnapshot:
+    meta, spec, status = raw["metadata"], raw["spec"], raw.get("status") or {}
+    return DeploymentSnapshot(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        generation=int(meta.get("generation", 0)),
+        observed_generation=int(status.get("observedGeneration", 0)),
+        desired_replicas=int(spec.get("replicas", 1)),
+        replicas=int(status.get("replicas", 0)),
+        updated_replicas=int(status.get("updatedReplicas", 0)),
+        available_replicas=int(status.get("availableReplicas", 0)),
+        paused=bool(spec.get("paused", False)),
+        revision=int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0)),
+        template=spec["template"],
+        conditions={c["type"]: c for c in status.get("conditions") or []},
+        replica_sets=[_replica_set_snapshot(rs) for rs in replica_sets],
+    )
+
+
+def _replica_set_snapshot(raw: dict[str, Any]) -> ReplicaSetSnapshot:
+    meta, status = raw["metadata"], raw.get("status") or {}
+    labels = meta.get("labels") or {}
+    return ReplicaSetSnapshot(
+        name=meta["name"],
+        revision=int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0)),
+        pod_template_hash=labels.get(HASH_LABEL, ""),
+        template=raw["spec"]["template"],
+        replicas=int(status.get("replicas", 0)),
+        available_replicas=int(status.get("availableReplicas", 0)),
+    )
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+        message = body.get("message") or exc.reason
+    except ValueError:
+        message = exc.reason
+    return f"Kubernetes API {exc.status}: {message}"

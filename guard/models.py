@@ -1,0 +1,203 @@
+"""Domain vocabulary shared by every layer.
+
+Analyzers, strategies, the store, the API and the CLI all speak in these types, so that a
+decision made in a pure function reaches the API, the alert and the report unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The reference grammar of the distribution spec: [registry/]path[:tag][@digest].
+IMAGE_REFERENCE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label: at most 63 lower-case letters, digits or '-', "
+            "starting and ending with a letter or digit (e.g. 'shop')"
+        )
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(
+            "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit (e.g. 'checkout')"
+        )
+    return value
+
+
+def _image_reference(value: str) -> str:
+    if len(value) > 512 or not IMAGE_REFERENCE.match(value):
+        raise ValueError("must be an image reference like 'registry.example.com/team/app:1.4.2'")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+
+
+class RolloutState(enum.StrEnum):
+    """Where a rollout is; the last four are terminal."""
+
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    ROLLING_BACK = "rolling_back"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {RolloutState.PROMOTED, RolloutState.ROLLED_BACK, RolloutState.ABORTED, RolloutState.FAILED}
+)
+
+
+class Verdict(enum.StrEnum):
+    """What one analysis interval concluded about the new version."""
+
+    CONTINUE = "continue"
+    HOLD = "hold"
+    INCONCLUSIVE = "inconclusive"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+class Severity(enum.StrEnum):
+    """Severity tier of a breach, ordered from harmless to page-worthy."""
+
+    NONE = "none"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.NONE: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+
+class ControlCommand(enum.StrEnum):
+    """Manual commands an operator or pipeline can send to a running rollout."""
+
+    ABORT = "abort"
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+
+
+class Evidence(BaseModel):
+    """One measured fact behind a decision, complete enough to re-run by hand."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: str
+    query: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    comparison: str = ">"
+    sample_count: float | None = None
+    window_seconds: float | None = None
+    severity: Severity = Severity.NONE
+    note: str = ""
+
+
+class Decision(BaseModel):
+    """A verdict at one moment, with the evidence it rests on and what the guard did."""
+
+    at: datetime
+    verdict: Verdict
+    severity: Severity = Severity.NONE
+    summary: str
+    action: str = "none"
+    step: str = ""
+    evidence: list[Evidence] = Field(default_factory=list)
+
+
+class RolloutRequest(BaseModel):
+    """What a CD pipeline hands to the guard."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: DnsLabel
+    deployment: DnsSubdomain
+    images: dict[str, ImageReference] = Field(
+        description="New image per container name, e.g. {'checkout': 'registry/checkout:1.4.2'}",
+        min_length=1,
+        max_length=32,
+    )
+    strategy: str = Field(default="rolling", max_length=32)
+    service: DnsSubdomain | None = Field(
+        default=None, description="Service name used for per-service config; the deployment's"
+    )
+    commit_sha: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{7,64}$")
+    commit_time: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("images")
+    @classmethod
+    def _container_names(cls, images: dict[str, str]) -> dict[str, str]:
+        for name in images:
+            _dns_label(name)
+        return images
+
+    @field_validator("commit_time")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. '2026-11-23T14:00:00Z'")
+        return value
+
+    @property
+    def service_name(self) -> str:
+        return self.service or self.deployment
+
+
+class RolloutTimestamps(BaseModel):
+    """The moments that DORA metrics and time-to-safety are computed from."""
+
+    submitted_at: datetime
+    started_at: datetime | None = None
+    first_bad_sample_at: datetime | None = None
+    rollback_started_at: datetime | None = None
+    rollback_verified_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RolloutView(BaseModel):
+    """A rollout as the API returns it."""
+
+    id: str
+    state: RolloutState
+    step: str
+    strategy: str
+    request: RolloutRequest
+    message: str = ""
+    outcome_reason: str | None = None
+    timestamps: RolloutTimestamps
+    pending_commands: list[ControlCommand] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)

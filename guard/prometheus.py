@@ -1,0 +1,135 @@
+"""Thin async adapter over Prometheus's HTTP query API.
+
+The guard must never mistake a monitoring outage for a healthy (or a broken) release, so every
+answer says which of four things happened: a value, no data, a query error, or no Prometheus.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+
+class QueryStatus(enum.StrEnum):
+    OK = "ok"
+    NO_DATA = "no_data"
+    QUERY_ERROR = "query_error"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One instant query: the scalar value, or why there is none."""
+
+    query: str
+    status: QueryStatus
+    value: float | None = None
+    evaluated_at: datetime | None = None
+    error: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.status is QueryStatus.OK and self.value is not None
+
+
+class PrometheusClient:
+    """Instant queries with a timeout; one shared connection pool per guard process."""
+
+    def __init__(self, base_url: str, *, timeout_seconds: float = 5.0) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(timeout=timeout_seconds)
+        self.queries_sent = 0
+        self.query_errors = 0
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def ready(self) -> bool:
+        try:
+            response = await self._client.get(f"{self._base_url}/-/ready")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def query_scalar(self, query: str, *, at: datetime | None = None) -> QueryResult:
+        """Evaluate `query` at `at` (now by default) and reduce it to one number.
+
+        A vector with one element is that element; several elements are an error of the
+        template (it should aggregate), since picking one would hide the others.
+        """
+        evaluated_at = at or datetime.now(UTC)
+        params = {"query": query, "time": f"{evaluated_at.timestamp():.3f}"}
+        self.queries_sent += 1
+        try:
+            response = await self._client.post(f"{self._base_url}/api/v1/query", data=params)
+        except httpx.HTTPError as exc:
+            self.query_errors += 1
+            return QueryResult(
+                query, QueryStatus.UNREACHABLE, evaluated_at=evaluated_at, error=_describe(exc)
+            )
+        return self._interpret(query, evaluated_at, response)
+
+    def _interpret(
+        self, query: str, evaluated_at: datetime, response: httpx.Response
+    ) -> QueryResult:
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code >= 500 and body.get("errorType") not in ("execution", "timeout"):
+            self.query_errors += 1
+            return QueryResult(
+                query,
+                QueryStatus.UNREACHABLE,
+                evaluated_at=evaluated_at,
+                error=f"HTTP {response.status_code}",
+            )
+        if body.get("status") != "success":
+            self.query_errors += 1
+            error = f"{body.get('errorType', 'HTTP ' + str(response.status_code))}: "
+            error += str(body.get("error", response.text[:200]))
+            return QueryResult(
+                query, QueryStatus.QUERY_ERROR, evaluated_at=evaluated_at, error=error
+            )
+        return _scalar(query, evaluated_at, body["data"])
+
+
+def _scalar(query: str, evaluated_at: datetime, data: dict[str, Any]) -> QueryResult:
+    result_type = data.get("resultType")
+    result = data.get("result")
+    if result_type == "scalar" and isinstance(result, list):
+        return _number(query, evaluated_at, result[1])
+    if result_type != "vector" or not isinstance(result, list):
+        return QueryResult(
+            query,
+            QueryStatus.QUERY_ERROR,
+            evaluated_at=evaluated_at,
+            error=f"expected an instant vector, got {result_type}",
+        )
+    if not result:
+        return QueryResult(query, QueryStatus.NO_DATA, evaluated_at=evaluated_at)
+    if len(result) > 1:
+        return QueryResult(
+            query,
+            QueryStatus.QUERY_ERROR,
+            evaluated_at=evaluated_at,
+            error=f"{len(result)} series returned; the template must aggregate to one",
+        )
+    return _number(query, evaluated_at, result[0]["value"][1])
+
+
+def _number(query: str, evaluated_at: datetime, raw: str) -> QueryResult:
+    value = float(raw)
+    if math.isnan(value):
+        return QueryResult(query, QueryStatus.NO_DATA, evaluated_at=evaluated_at, error="NaN")
+    return QueryResult(query, QueryStatus.OK, value=value, evaluated_at=evaluated_at)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    kind = type(exc).__name__
+    return f"{kind}: {exc}" if str(exc) else kind

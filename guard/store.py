@@ -1,0 +1,353 @@
+"""Durable record of every rollout, decision and state change (SQLAlchemy).
+
+Every transition is committed before its Kubernetes actions run, and the actions stay recorded
+as pending until they are done, so a guard that dies at any moment resumes each rollout from
+the last committed step and repeats at most an idempotent patch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from guard.models import (
+    TERMINAL_STATES,
+    ControlCommand,
+    Decision,
+    RolloutRequest,
+    RolloutState,
+    RolloutTimestamps,
+    RolloutView,
+)
+from strategies.base import Action, Transition
+
+TIMESTAMP_FIELDS = tuple(RolloutTimestamps.model_fields)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """SQLite forgets time zones; store UTC and hand back aware datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RolloutRow(Base):
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_digest: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str] = mapped_column(String(63), index=True)
+    deployment: Mapped[str] = mapped_column(String(253), index=True)
+    service: Mapped[str] = mapped_column(String(253), index=True)
+    strategy: Mapped[str] = mapped_column(String(32))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    step: Mapped[str] = mapped_column(String(128), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    outcome_reason: Mapped[str | None] = mapped_column(String(64))
+    strategy_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    commands: Mapped[list[str]] = mapped_column(JSON, default=list)
+    pending_actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    last_analysis_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_bad_sample_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rollback_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rollback_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    """The request cannot be taken as it stands; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ActiveRollout:
+    """What the engine needs of an unfinished rollout in one tick."""
+
+    id: str
+    request: RolloutRequest
+    state: RolloutState
+    step: str
+    strategy_state: dict[str, Any]
+    commands: list[ControlCommand]
+    pending_actions: list[Action]
+    last_analysis_at: datetime | None
+
+
+class Store:
+    """All reads and writes of rollouts; one short transaction per call."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> bool:
+        with self._session() as session:
+            session.execute(select(1))
+        return True
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def submit(
+        self, request: RolloutRequest, *, idempotency_key: str | None, now: datetime
+    ) -> tuple[RolloutView, bool]:
+        """Create a rollout, or return the one this idempotency key already created."""
+        payload = request.model_dump(mode="json")
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        with self._session() as session:
+            if idempotency_key is not None:
+                existing = session.scalar(
+                    select(RolloutRow).where(RolloutRow.idempotency_key == idempotency_key)
+                )
+                if existing is not None:
+                    if existing.request_digest != digest:
+                        raise Conflict(
+                            f"Idempotency-Key {idempotency_key!r} was used for a different "
+                            f"request (rollout {existing.id}); use a new key for a new request"
+                        )
+                    return self._view(session, existing), False
+            active = session.scalar(
+                select(RolloutRow).where(
+                    RolloutRow.namespace == request.namespace,
+                    RolloutRow.deployment == request.deployment,
+                    RolloutRow.state.not_in([s.value for s in TERMINAL_STATES]),
+                )
+            )
+            if active is not None:
+                raise Conflict(
+                    f"rollout {active.id} of {request.namespace}/{request.deployment} is still "
+                    f"{active.state}; wait for it or abort it first"
+                )
+            row = RolloutRow(
+                id=str(uuid.uuid4()),
+                idempotency_key=idempotency_key,
+                request_digest=digest,
+                namespace=request.namespace,
+                deployment=request.deployment,
+                service=request.service_name,
+                strategy=request.strategy,
+                request=payload,
+                state=RolloutState.PENDING.value,
+                step="queued",
+                message="waiting for the next tick",
+                strategy_state={},
+                commands=[],
+                pending_actions=[],
+                submitted_at=now,
+            )
+            session.add(row)
+            session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message="submitted"))
+            session.flush()
+            return self._view(session, row), True
+
+    def get(self, rollout_id: str) -> RolloutView:
+        with self._session() as session:
+            row = session.get(RolloutRow, rollout_id)
+            if row is None:
+                raise NotFound(rollout_id)
+            return self._view(session, row)
+
+    def list_rollouts(
+        self,
+        *,
+        state: str | None = None,
+        namespace: str | None = None,
+        deployment: str | None = None,
+        service: str | None = None,
+        limit: int = 100,
+    ) -> list[RolloutView]:
+        query = select(RolloutRow).order_by(RolloutRow.submitted_at.desc()).limit(limit)
+        for column, value in (
+            (RolloutRow.state, state),
+            (RolloutRow.namespace, namespace),
+            (RolloutRow.deployment, deployment),
+            (RolloutRow.service, service),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        with self._session() as session:
+            return [self._view(session, row, decisions=False) for row in session.scalars(query)]
+
+    def active(self) -> list[ActiveRollout]:
+        terminal = [s.value for s in TERMINAL_STATES]
+        query = select(RolloutRow).where(RolloutRow.state.not_in(terminal))
+        with self._session() as session:
+            return [
+                _active(row) for row in session.scalars(query.order_by(RolloutRow.submitted_at))
+            ]
+
+    def command(self, rollout_id: str, command: ControlCommand) -> RolloutView:
+        """Queue a manual command; the next tick carries it out."""
+        with self._session() as session:
+            row = session.get(RolloutRow, rollout_id, with_for_update=True)
+            if row is None:
+                raise NotFound(rollout_id)
+            if RolloutState(row.state).terminal:
+                raise Conflict(
+                    f"rollout {rollout_id} already ended ({row.state}); nothing to {command}"
+                )
+            if command.value not in row.commands:
+                row.commands = [*row.commands, command.value]
+            return self._view(session, row)
+
+    def apply(
+        self,
+        rollout_id: str,
+        transition: Transition,
+        *,
+        analysed_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Commit one tick's transition, its decision and its pending actions together."""
+        with self._session() as session:
+            row = session.get(RolloutRow, rollout_id, with_for_update=True)
+            if row is None:
+                raise NotFound(rollout_id)
+            previous_state = row.state
+            row.state = transition.state.value
+            row.step = transition.step[:128]
+            row.strategy_state = transition.strategy_state
+            row.pending_actions = [action.to_json() for action in transition.actions]
+            consumed = {c.value for c in transition.consumed_commands}
+            row.commands = [c for c in row.commands if c not in consumed]
+            if transition.message is not None:
+                row.message = transition.message
+            if transition.outcome_reason is not None:
+                row.outcome_reason = transition.outcome_reason
+            if analysed_at is not None:
+                row.last_analysis_at = analysed_at
+            for name, value in transition.timestamps.items():
+                if getattr(row, name) is None:
+                    setattr(row, name, value)
+            if transition.decision is not None:
+                body = transition.decision.model_dump(mode="json")
+                session.add(DecisionRow(rollout_id=row.id, body=body))
+            if previous_state != row.state:
+                message = transition.message or ""
+                session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message=message))
+
+    def actions_done(self, rollout_id: str) -> None:
+        with self._session() as session:
+            row = session.get(RolloutRow, rollout_id)
+            if row is not None:
+                row.pending_actions = []
+
+    def _view(self, session: Session, row: RolloutRow, *, decisions: bool = True) -> RolloutView:
+        decision_rows: Iterable[DecisionRow] = (
+            session.scalars(
+                select(DecisionRow).where(DecisionRow.rollout_id == row.id).order_by(DecisionRow.id)
+            )
+            if decisions
+            else []
+        )
+        events = session.scalars(
+            select(EventRow).where(EventRow.rollout_id == row.id).order_by(EventRow.id)
+        )
+        return RolloutView(
+            id=row.id,
+            state=RolloutState(row.state),
+            step=row.step,
+            strategy=row.strategy,
+            request=RolloutRequest.model_validate(row.request),
+            message=row.message,
+            outcome_reason=row.outcome_reason,
+            timestamps=RolloutTimestamps(**{name: getattr(row, name) for name in TIMESTAMP_FIELDS}),
+            pending_commands=[ControlCommand(c) for c in row.commands],
+            decisions=[Decision.model_validate(d.body) for d in decision_rows],
+            details={
+                "revisions": {
+                    k: row.strategy_state.get(k) for k in ("stable_revision", "stable_hash")
+                },
+                "history": [
+                    {"at": e.at.isoformat(), "state": e.state, "message": e.message} for e in events
+                ],
+            },
+        )
+
+
+def _active(row: RolloutRow) -> ActiveRollout:
+    return ActiveRollout(
+        id=row.id,
+        request=RolloutRequest.model_validate(row.request),
+        state=RolloutState(row.state),
+        step=row.step,
+        strategy_state=dict(row.strategy_state),
+        commands=[ControlCommand(c) for c in row.commands],
+        pending_actions=[Action.from_json(a) for a in row.pending_actions],
+        last_analysis_at=row.last_analysis_at,
+    )
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

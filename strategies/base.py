@@ -1,0 +1,159 @@
+"""The strategy interface: a pure state machine from (rollout, cluster, analysis) to actions.
+
+Strategies never query Prometheus or call Kubernetes. The engine hands them a snapshot and the
+interval's analysis; they return the next state, the decision with its evidence, and the
+Kubernetes actions for the adapter to carry out after the transition is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from analyzers.base import AnalysisResult
+from analyzers.policy import escalate
+from guard.config import AnalysisConfig
+from guard.kube import DeploymentSnapshot
+from guard.models import (
+    ControlCommand,
+    Decision,
+    Evidence,
+    RolloutRequest,
+    RolloutState,
+    Severity,
+    Verdict,
+)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One Kubernetes change; `kind` names a KubeClient method, `params` its arguments."""
+
+    kind: str
+    params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "params": self.params}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Action:
+        return cls(kind=data["kind"], params=data["params"])
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """Which ReplicaSet revision (pod-template-hash) to judge, against which baseline."""
+
+    workload: str
+    candidate_revision: str
+    baseline_revision: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutContext:
+    """Everything a strategy may look at in one tick."""
+
+    rollout_id: str
+    request: RolloutRequest
+    state: RolloutState
+    step: str
+    strategy_state: dict[str, Any]
+    commands: list[ControlCommand]
+    now: datetime
+    config: AnalysisConfig
+    deployment: DeploymentSnapshot | None = None
+    analysis: AnalysisResult | None = None
+    analysis_at: datetime | None = None
+
+
+@dataclass
+class Transition:
+    """The outcome of a tick; stored before any action runs."""
+
+    state: RolloutState
+    step: str
+    strategy_state: dict[str, Any]
+    actions: list[Action] = field(default_factory=list)
+    decision: Decision | None = None
+    timestamps: dict[str, datetime] = field(default_factory=dict)
+    message: str | None = None
+    outcome_reason: str | None = None
+    consumed_commands: list[ControlCommand] = field(default_factory=list)
+
+
+class Strategy(Protocol):
+    """One rollout strategy; registered in `strategies.registry`."""
+
+    name: str
+
+    def analysis_target(self, ctx: RolloutContext) -> AnalysisTarget | None:
+        """What to analyse this tick, or None when the current step needs no metrics."""
+        ...
+
+    def step(self, ctx: RolloutContext) -> Transition:
+        """Advance one tick; must be deterministic in `ctx`."""
+        ...
+
+
+def stay(ctx: RolloutContext, **changes: Any) -> Transition:
+    """A transition that keeps state and step unless told otherwise."""
+    base = Transition(state=ctx.state, step=ctx.step, strategy_state=dict(ctx.strategy_state))
+    return replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """An analysis result after the escalation policy, with the updated breach streak."""
+
+    verdict: Verdict
+    decision: Decision
+    strategy_state: dict[str, Any]
+    timestamps: dict[str, datetime]
+
+
+def judge(ctx: RolloutContext, result: AnalysisResult, *, action: str = "none") -> Judgement:
+    """Apply the policy to this interval and remember the streak of breaches."""
+    state = dict(ctx.strategy_state)
+    previous = Severity(state.get("breach_severity", Severity.NONE.value))
+    streak = int(state.get("breach_streak", 0))
+    severity = result.severity
+    if severity is Severity.NONE:
+        streak = 0
+    elif previous.rank >= severity.rank and streak > 0:
+        streak += 1
+    else:
+        streak = 1
+    state.update(breach_severity=severity.value, breach_streak=streak)
+    verdict = escalate(result, streak, ctx.config)
+    at = ctx.analysis_at or ctx.now
+    timestamps: dict[str, datetime] = {}
+    if severity is not Severity.NONE:
+        timestamps["first_bad_sample_at"] = at
+    summary = result.summary
+    if streak > 1 and severity is not Severity.NONE:
+        summary += f" ({streak} intervals in a row)"
+    decision = Decision(
+        at=at,
+        verdict=verdict,
+        severity=severity,
+        summary=summary,
+        action=action,
+        step=ctx.step,
+        evidence=list(result.evidence),
+    )
+    return Judgement(verdict, decision, state, timestamps)
+
+
+def operational_decision(
+    ctx: RolloutContext, verdict: Verdict, summary: str, action: str, evidence: list[Evidence]
+) -> Decision:
+    """A decision that rests on cluster facts or an operator's command, not on metrics."""
+    return Decision(
+        at=ctx.now,
+        verdict=verdict,
+        summary=summary,
+        action=action,
+        step=ctx.step,
+        evidence=evidence,
+    )

@@ -1,0 +1,316 @@
+"""Guarded rolling update: Kubernetes replaces pods; the guard judges the new ReplicaSet.
+
+Rollback is what `kubectl rollout undo` does (the previous pod template put back) and is only
+called done once the previous revision is fully available again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guard.models import ControlCommand, Evidence, RolloutState, Verdict
+
+from .base import (
+    Action,
+    AnalysisTarget,
+    RolloutContext,
+    Transition,
+    judge,
+    operational_decision,
+    stay,
+)
+
+UPDATING = "updating"
+ANALYSING = "analysing"
+ROLLING_BACK = "rolling back"
+
+
+class RollingStrategy:
+    """Rolling update of the Deployment in place, analysed while and after it rolls."""
+
+    name = "rolling"
+
+    def analysis_target(self, ctx: RolloutContext) -> AnalysisTarget | None:
+        if ctx.state not in (RolloutState.PROGRESSING, RolloutState.PAUSED):
+            return None
+        candidate = _candidate_hash(ctx)
+        if candidate is None:
+            return None
+        return AnalysisTarget(
+            workload=ctx.request.deployment,
+            candidate_revision=candidate,
+            baseline_revision=ctx.strategy_state.get("stable_hash"),
+        )
+
+    def step(self, ctx: RolloutContext) -> Transition:
+        if ctx.state is RolloutState.PENDING:
+            return _start(ctx)
+        if ctx.state is RolloutState.ROLLING_BACK:
+            return _verify_rollback(ctx)
+        if ControlCommand.ABORT in ctx.commands:
+            return _rollback(ctx, "aborted", "aborted by operator", [], ControlCommand.ABORT)
+        if ctx.deployment is None:
+            return _fail(ctx, f"deployment {_target(ctx)} disappeared during the rollout")
+        if ctx.deployment.progress_deadline_exceeded:
+            return _progress_deadline(ctx)
+        if ctx.analysis is not None:
+            return _analysed(ctx)
+        return _commands_and_progress(ctx)
+
+
+def _start(ctx: RolloutContext) -> Transition:
+    deployment = ctx.deployment
+    if ControlCommand.ABORT in ctx.commands:
+        return stay(
+            ctx,
+            state=RolloutState.ABORTED,
+            step="aborted before start",
+            message="aborted before any change was made",
+            outcome_reason="aborted",
+            consumed_commands=[ControlCommand.ABORT],
+            timestamps={"finished_at": ctx.now},
+        )
+    if deployment is None:
+        return _fail(ctx, f"deployment {_target(ctx)} not found; nothing was changed")
+    unknown = sorted(set(ctx.request.images) - set(deployment.images))
+    if unknown:
+        known = ", ".join(sorted(deployment.images))
+        return _fail(
+            ctx,
+            f"images: container(s) {', '.join(unknown)} not in {_target(ctx)}; "
+            f"its containers are: {known}. Nothing was changed",
+        )
+    current = deployment.current_replica_set
+    state: dict[str, Any] = {
+        "stable_revision": deployment.revision,
+        "stable_hash": current.pod_template_hash if current else None,
+        "stable_template": deployment.template,
+        "stable_images": deployment.images,
+        "healthy_intervals": 0,
+    }
+    if all(deployment.images[c] == image for c, image in ctx.request.images.items()):
+        return stay(
+            ctx,
+            state=RolloutState.PROMOTED,
+            step="no change",
+            strategy_state=state,
+            message="the deployment already runs these images; nothing to roll out",
+            outcome_reason="unchanged",
+            timestamps={"started_at": ctx.now, "finished_at": ctx.now},
+        )
+    action = Action(
+        "set_images",
+        {
+            "namespace": ctx.request.namespace,
+            "name": ctx.request.deployment,
+            "images": dict(ctx.request.images),
+            "rollout_id": ctx.rollout_id,
+        },
+    )
+    return stay(
+        ctx,
+        state=RolloutState.PROGRESSING,
+        step=UPDATING,
+        strategy_state=state,
+        actions=[action],
+        message=f"updating {_target(ctx)} from revision {deployment.revision}",
+        timestamps={"started_at": ctx.now},
+    )
+
+
+def _commands_and_progress(ctx: RolloutContext) -> Transition:
+    assert ctx.deployment is not None
+    if ControlCommand.PAUSE in ctx.commands and ctx.state is RolloutState.PROGRESSING:
+        return stay(
+            ctx,
+            state=RolloutState.PAUSED,
+            actions=[_paused(ctx, True)],
+            message="paused by operator; analysis continues, nothing advances",
+            consumed_commands=[ControlCommand.PAUSE],
+        )
+    if ControlCommand.RESUME in ctx.commands:
+        return stay(
+            ctx,
+            state=RolloutState.PROGRESSING,
+            actions=[_paused(ctx, False)] if ctx.state is RolloutState.PAUSED else [],
+            message="resumed by operator",
+            consumed_commands=[ControlCommand.RESUME],
+        )
+    if ctx.state is RolloutState.PAUSED:
+        return stay(ctx)
+    if not ctx.deployment.complete or _candidate_hash(ctx) is None:
+        return stay(ctx, step=UPDATING, message=ctx.deployment.describe())
+    if ControlCommand.PROMOTE in ctx.commands:
+        decision = operational_decision(
+            ctx, Verdict.PROMOTE, "promoted by operator", "promoted", []
+        )
+        return _promote(ctx, decision, ControlCommand.PROMOTE)
+    return stay(ctx, step=ANALYSING)
+
+
+def _analysed(ctx: RolloutContext) -> Transition:
+    assert ctx.analysis is not None and ctx.deployment is not None
+    judgement = judge(ctx, ctx.analysis)
+    state = judgement.strategy_state
+    if judgement.verdict is Verdict.ROLLBACK:
+        decision = judgement.decision.model_copy(update={"action": "rollback started"})
+        moved = _rollback(ctx, "analysis", decision.summary, decision.evidence, None)
+        moved.decision = decision
+        moved.strategy_state = {**moved.strategy_state, **state}
+        moved.timestamps = {**judgement.timestamps, **moved.timestamps}
+        return moved
+    complete = ctx.deployment.complete
+    healthy = judgement.verdict is Verdict.CONTINUE and complete
+    state["healthy_intervals"] = int(state.get("healthy_intervals", 0)) + 1 if healthy else 0
+    needed = ctx.config.healthy_intervals_to_promote
+    decision = judgement.decision
+    operator_promote = ControlCommand.PROMOTE in ctx.commands
+    if (
+        complete
+        and ctx.state is RolloutState.PROGRESSING
+        and (operator_promote or state["healthy_intervals"] >= needed)
+    ):
+        reason = (
+            "promoted by operator"
+            if operator_promote
+            else f"{needed} healthy intervals after the update completed"
+        )
+        decision = decision.model_copy(
+            update={
+                "verdict": Verdict.PROMOTE,
+                "action": "promoted",
+                "summary": f"{decision.summary}; {reason}",
+            }
+        )
+        moved = _promote(ctx, decision, *_consumed(ctx, ControlCommand.PROMOTE))
+        moved.strategy_state = state
+        moved.timestamps = {**judgement.timestamps, **moved.timestamps}
+        return moved
+    plain = _commands_and_progress(ctx)
+    plain.strategy_state = {
+        **state,
+        **{k: v for k, v in plain.strategy_state.items() if k not in state},
+    }
+    plain.decision = decision
+    plain.timestamps = {**judgement.timestamps, **plain.timestamps}
+    if complete and plain.state is RolloutState.PROGRESSING:
+        plain.step = f"{ANALYSING} ({state['healthy_intervals']}/{needed} healthy)"
+    return plain
+
+
+def _progress_deadline(ctx: RolloutContext) -> Transition:
+    assert ctx.deployment is not None
+    condition = ctx.deployment.conditions.get("Progressing", {})
+    evidence = [
+        Evidence(
+            metric="progress_deadline",
+            note=str(condition.get("message", "ProgressDeadlineExceeded")),
+            value=float(ctx.deployment.available_replicas),
+            threshold=float(ctx.deployment.desired_replicas),
+            comparison="<",
+        )
+    ]
+    summary = f"new pods did not become available in time: {ctx.deployment.describe()}"
+    moved = _rollback(ctx, "progress_deadline", summary, evidence, None)
+    moved.timestamps.setdefault("first_bad_sample_at", ctx.now)
+    return moved
+
+
+def _rollback(
+    ctx: RolloutContext,
+    reason: str,
+    summary: str,
+    evidence: list[Evidence],
+    command: ControlCommand | None,
+) -> Transition:
+    template = ctx.strategy_state["stable_template"]
+    action = Action(
+        "restore_template",
+        {"namespace": ctx.request.namespace, "name": ctx.request.deployment, "template": template},
+    )
+    decision = operational_decision(ctx, Verdict.ROLLBACK, summary, "rollback started", evidence)
+    return stay(
+        ctx,
+        state=RolloutState.ROLLING_BACK,
+        step=ROLLING_BACK,
+        strategy_state={**ctx.strategy_state, "rollback_reason": reason},
+        actions=[action],
+        decision=decision,
+        message=f"rolling back to revision {ctx.strategy_state.get('stable_revision')}: {summary}",
+        consumed_commands=[command] if command else [],
+        timestamps={"rollback_started_at": ctx.now},
+    )
+
+
+def _verify_rollback(ctx: RolloutContext) -> Transition:
+    deployment = ctx.deployment
+    if deployment is None:
+        return _fail(ctx, f"deployment {_target(ctx)} disappeared during the rollback")
+    current = deployment.current_replica_set
+    restored = current is not None and current.pod_template_hash == ctx.strategy_state.get(
+        "stable_hash"
+    )
+    if not (restored and deployment.complete):
+        return stay(ctx, message=f"waiting for the previous revision: {deployment.describe()}")
+    aborted = ctx.strategy_state.get("rollback_reason") == "aborted"
+    return stay(
+        ctx,
+        state=RolloutState.ABORTED if aborted else RolloutState.ROLLED_BACK,
+        step="rollback verified",
+        message=f"previous revision fully available again: {deployment.describe()}",
+        outcome_reason=str(ctx.strategy_state.get("rollback_reason")),
+        consumed_commands=list(ctx.commands),
+        timestamps={"rollback_verified_at": ctx.now, "finished_at": ctx.now},
+    )
+
+
+def _promote(ctx: RolloutContext, decision: Any, *consumed: ControlCommand) -> Transition:
+    return stay(
+        ctx,
+        state=RolloutState.PROMOTED,
+        step="promoted",
+        decision=decision,
+        message=f"promoted: {ctx.deployment.describe() if ctx.deployment else ''}",
+        outcome_reason="promoted",
+        consumed_commands=list(consumed),
+        timestamps={"finished_at": ctx.now},
+    )
+
+
+def _fail(ctx: RolloutContext, message: str) -> Transition:
+    return stay(
+        ctx,
+        state=RolloutState.FAILED,
+        step="failed",
+        message=message,
+        outcome_reason="error",
+        consumed_commands=list(ctx.commands),
+        timestamps={"finished_at": ctx.now},
+    )
+
+
+def _candidate_hash(ctx: RolloutContext) -> str | None:
+    """The new ReplicaSet's hash, once the controller has created it."""
+    deployment = ctx.deployment
+    if deployment is None or deployment.observed_generation < deployment.generation:
+        return None
+    current = deployment.current_replica_set
+    stable_revision = int(ctx.strategy_state.get("stable_revision", 0))
+    if current is None or deployment.revision <= stable_revision:
+        return None
+    return current.pod_template_hash
+
+
+def _paused(ctx: RolloutContext, paused: bool) -> Action:
+    return Action(
+        "set_paused",
+        {"namespace": ctx.request.namespace, "name": ctx.request.deployment, "paused": paused},
+    )
+
+
+def _consumed(ctx: RolloutContext, *commands: ControlCommand) -> list[ControlCommand]:
+    return [c for c in commands if c in ctx.commands]
+
+
+def _target(ctx: RolloutContext) -> str:
+    return f"{ctx.request.namespace}/{ctx.request.deployment}"
