@@ -15,19 +15,25 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from alerts.base import RolloutEvent
+from alerts.registry import NOTIFIERS
 from analyzers.base import AnalysisResult, Observation, TrackMetrics
 from analyzers.registry import get_analyzer
 from guard.config import AnalysisConfig, GuardConfig
 from guard.kube import KubeClient, KubeError
 from guard.metrics import GuardMetrics
+from guard.models import RolloutState
 from guard.prometheus import PrometheusClient, QueryResult, QueryStatus
 from guard.store import ActiveRollout, Store
-from strategies.base import Action, AnalysisTarget, RolloutContext
+from strategies.base import Action, AnalysisTarget, RolloutContext, Transition
 from strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
 
 ALLOWED_ACTIONS = frozenset({"set_images", "restore_template", "set_paused"})
+ALERTED_STATES = frozenset(
+    {RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK, RolloutState.FAILED}
+)
 _PLACEHOLDER = re.compile(r"\{(namespace|workload|revision|window|quantile)\}")
 
 
@@ -121,8 +127,24 @@ class Engine:
             self.metrics.decision_latency.observe(time.perf_counter() - analysis_started)
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
+        if transition.state is not rollout.state and transition.state in ALERTED_STATES:
+            self._notify(rollout, transition)
         if transition.actions:
             await self._execute(rollout.id, transition.actions)
+
+    def _notify(self, rollout: ActiveRollout, transition: Transition) -> None:
+        event = RolloutEvent(
+            rollout_id=rollout.id,
+            request=rollout.request,
+            state=transition.state,
+            message=transition.message or "",
+            decision=transition.decision,
+        )
+        for notifier in NOTIFIERS.values():
+            try:
+                notifier.notify(event)
+            except Exception:
+                log.exception("notifier %s failed for rollout %s", notifier.name, rollout.id)
 
     async def _execute(self, rollout_id: str, actions: list[Action]) -> None:
         for action in actions:

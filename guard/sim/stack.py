@@ -1,0 +1,192 @@
+"""A whole simulated environment: Kubernetes API simulator, workload, real Prometheus.
+
+Used by `guard demo` and by the end-to-end tests, so both exercise the same set-up: a Deployment
+behind a Service, pods that serve traffic according to their image's profile, and a real
+Prometheus that scrapes them every `scrape_interval_seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from guard.sim.kubeapi import ImageBehaviour, KubeApiSimulator
+from guard.sim.prometheus import PrometheusServer
+from guard.sim.workload import TrafficProfile, Workload
+
+
+@dataclass
+class StackSettings:
+    namespace: str = "shop"
+    deployment: str = "checkout"
+    container: str = "checkout"
+    image: str = "registry/checkout:1.4.1"
+    replicas: int = 4
+    requests_per_second: float = 200.0
+    scrape_interval_seconds: float = 1.0
+    ready_delay_seconds: float = 0.5
+    max_surge: int | str = 1
+    max_unavailable: int | str = 0
+    progress_deadline_seconds: int = 600
+    profiles: dict[str, TrafficProfile] = field(default_factory=dict)
+
+
+class SimulatedStack:
+    """Start, seed and stop the simulated cluster, workload and Prometheus together."""
+
+    def __init__(self, settings: StackSettings, workdir: Path) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.kubeconfig = workdir / "kubeconfig"
+        self.kube = KubeApiSimulator(default_ready_delay_seconds=settings.ready_delay_seconds)
+        self.workload: Workload | None = None
+        self.prometheus: PrometheusServer | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        kube_url = self.kube.start()
+        self.kube.write_kubeconfig(self.kubeconfig, namespace=self.settings.namespace)
+        self.kube.apply(self.service_manifest())
+        self.kube.apply(self.deployment_manifest())
+        s = self.settings
+        self.workload = Workload(
+            kube_url=kube_url,
+            namespace=s.namespace,
+            service=s.deployment,
+            requests_per_second=s.requests_per_second,
+        )
+        for image, profile in s.profiles.items():
+            self.workload.set_profile(image, profile)
+        target = self.workload.start()
+        self.prometheus = PrometheusServer(
+            scrape_targets=[target],
+            scrape_interval_seconds=s.scrape_interval_seconds,
+            data_dir=self.workdir / "prometheus",
+        )
+        self.prometheus.start()
+        self.wait_complete(timeout)
+        self.prometheus.wait_for_series(
+            f'sum(rate(http_requests_total{{namespace="{s.namespace}"}}[5s])) > 0', timeout=timeout
+        )
+
+    @property
+    def prometheus_url(self) -> str:
+        assert self.prometheus is not None
+        return self.prometheus.url
+
+    def set_profile(self, image: str, profile: TrafficProfile) -> None:
+        assert self.workload is not None
+        self.workload.set_profile(image, profile)
+
+    def set_image_behaviour(self, image: str, behaviour: ImageBehaviour) -> None:
+        self.kube.set_image_behaviour(image, behaviour)
+
+    def deployment(self) -> dict[str, Any]:
+        s = self.settings
+        found: dict[str, Any] | None = self.kube.get(
+            "apps/v1", "Deployment", s.namespace, s.deployment
+        )
+        assert found is not None
+        return found
+
+    def images(self) -> dict[str, str]:
+        containers = self.deployment()["spec"]["template"]["spec"]["containers"]
+        return {c["name"]: c["image"] for c in containers}
+
+    def wait_complete(self, timeout: float = 60.0) -> None:
+        """Until every replica runs the current template and is available."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            d = self.deployment()
+            status = d.get("status", {})
+            want = d["spec"]["replicas"]
+            if (
+                status.get("observedGeneration", 0) >= d["metadata"]["generation"]
+                and status.get("updatedReplicas") == want
+                and status.get("availableReplicas") == want
+                and status.get("replicas") == want
+            ):
+                return
+            time.sleep(0.1)
+        status = self.deployment().get("status")
+        raise TimeoutError(f"deployment not complete after {timeout}s: {status}")
+
+    def guard_config(self, data_dir: Path, **analysis: Any) -> dict[str, Any]:
+        """A guard config that points at this stack's Prometheus and API simulator."""
+        return {
+            "store": {"data_dir": str(data_dir)},
+            "prometheus": {"url": self.prometheus_url, "timeout_seconds": 2},
+            "kubernetes": {"kubeconfig": str(self.kubeconfig), "request_timeout_seconds": 5},
+            "scheduler": {"tick_seconds": 0.5},
+            "analysis": {
+                "interval_seconds": 2,
+                "window_seconds": max(5, 4 * self.settings.scrape_interval_seconds),
+                "min_requests": 50,
+                "healthy_intervals_to_promote": 3,
+                **analysis,
+            },
+        }
+
+    def write_guard_config(self, path: Path, data_dir: Path, **analysis: Any) -> Path:
+        path.write_text(yaml.safe_dump(self.guard_config(data_dir, **analysis)), encoding="utf-8")
+        return path
+
+    def service_manifest(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": s.deployment, "namespace": s.namespace},
+            "spec": {
+                "selector": {"app": s.deployment},
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+            },
+        }
+
+    def deployment_manifest(self) -> dict[str, Any]:
+        s = self.settings
+        labels = {"app": s.deployment}
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": s.deployment, "namespace": s.namespace, "labels": labels},
+            "spec": {
+                "replicas": s.replicas,
+                "progressDeadlineSeconds": s.progress_deadline_seconds,
+                "selector": {"matchLabels": labels},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": s.max_surge, "maxUnavailable": s.max_unavailable},
+                },
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": s.container,
+                                "image": s.image,
+                                "ports": [{"containerPort": 8080, "name": "http"}],
+                            }
+                        ]
+                    },
+                },
+            },
+        }
+
+    def stop(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        if self.workload is not None:
+            self.workload.stop()
+        self.kube.stop()
+
+    def __enter__(self) -> SimulatedStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

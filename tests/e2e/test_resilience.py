@@ -1,0 +1,83 @@
+"""What happens when Prometheus or the guard itself goes away in the middle of a rollout."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from guard.sim.guard_process import GuardProcess
+from guard.sim.stack import SimulatedStack
+
+from .conftest import BAD, GOOD, submit
+
+
+def _wait_decisions(
+    guard: GuardProcess, rollout_id: str, matches: Any, count: int, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    with guard.client() as client:
+        while time.monotonic() < deadline:
+            rollout: dict[str, Any] = client.get(f"/v1/rollouts/{rollout_id}").json()
+            if sum(1 for d in rollout["decisions"] if matches(d)) >= count:
+                return rollout
+            time.sleep(0.2)
+    raise TimeoutError(f"fewer than {count} matching decisions: {rollout}")
+
+
+def test_prometheus_outage_holds_and_never_promotes(
+    stack: SimulatedStack, guard: GuardProcess
+) -> None:
+    assert stack.prometheus is not None
+    rollout_id = submit(guard, GOOD)["id"]
+    _wait_decisions(guard, rollout_id, lambda d: True, 1)
+
+    stack.prometheus.pause()
+    held = _wait_decisions(
+        guard, rollout_id, lambda d: d["summary"].startswith("metrics unavailable"), 4
+    )
+    assert held["state"] == "progressing"
+    hold = next(d for d in held["decisions"] if d["summary"].startswith("metrics unavailable"))
+    assert hold["verdict"] == "hold"
+    assert hold["evidence"][0]["metric"] == "prometheus"
+    resumed_at = datetime.now(UTC)
+    stack.prometheus.resume()
+
+    rollout = guard.wait_for(rollout_id)
+    assert rollout["state"] == "promoted"
+    promote = rollout["decisions"][-1]
+    assert datetime.fromisoformat(promote["at"]) > resumed_at
+    with guard.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'guard_prometheus_query_errors_total{kind="unreachable"}' in metrics
+
+
+def test_guard_killed_mid_rollout_resumes_it(stack: SimulatedStack, guard: GuardProcess) -> None:
+    rollout_id = submit(guard, GOOD)["id"]
+    before = _wait_decisions(guard, rollout_id, lambda d: True, 1)
+    assert before["state"] == "progressing"
+
+    guard.kill()
+    guard.start()
+
+    rollout = guard.wait_for(rollout_id)
+    assert rollout["state"] == "promoted"
+    assert len(rollout["decisions"]) > len(before["decisions"])
+    assert stack.images() == {"checkout": GOOD}
+    with guard.client() as client:
+        assert len(client.get("/v1/rollouts").json()) == 1
+
+
+def test_guard_killed_during_rollback_finishes_it(
+    stack: SimulatedStack, guard: GuardProcess
+) -> None:
+    rollout_id = submit(guard, BAD)["id"]
+    guard.wait_for(rollout_id, states=("rolling_back", "rolled_back"))
+
+    guard.kill()
+    guard.start()
+
+    rollout = guard.wait_for(rollout_id)
+    assert rollout["state"] == "rolled_back"
+    assert rollout["timestamps"]["rollback_verified_at"]
+    assert stack.images() == {"checkout": "registry/checkout:1.4.1"}
