@@ -33,9 +33,12 @@ class ThresholdAnalyzer:
         requests = metrics.request_count.value if metrics.request_count.usable else 0.0
         count = _evidence("request_count", metrics.request_count, window, requests)
         if requests is None or requests < config.min_requests:
-            enough = Evidence(
-                **{**count.model_dump(), "threshold": config.min_requests, "comparison": ">="},
-                note="not enough requests to judge",
+            enough = count.model_copy(
+                update={
+                    "threshold": config.min_requests,
+                    "comparison": ">=",
+                    "note": "not enough requests to judge",
+                }
             )
             return AnalysisResult(
                 Verdict.INCONCLUSIVE,
@@ -47,6 +50,10 @@ class ThresholdAnalyzer:
         latency = _classify("latency", metrics.latency, window, requests, config)
         evidence = [count, error_rate, latency]
         severity = max((error_rate.severity, latency.severity), key=lambda s: s.rank)
+        missing = [e.metric for e in (error_rate, latency) if e.value is None]
+        if severity is Severity.NONE and missing:
+            summary = f"no data for {', '.join(missing)} over {requests:.0f} requests"
+            return AnalysisResult(Verdict.INCONCLUSIVE, severity, summary, evidence)
         return AnalysisResult(_verdict(severity), severity, _summary(evidence, severity), evidence)
 
 

@@ -10,6 +10,7 @@ import copy
 import difflib
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -266,20 +267,18 @@ def _explain(
 
 
 def _suggestion(loc: tuple[int | str, ...], root: type[BaseModel]) -> str:
-    model: type[BaseModel] | None = root
+    node: Any = root
     for part in loc[:-1]:
-        if model is None:
-            break
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        model = (
-            annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            else None
-        )
-    if model is None:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            node = field.annotation if field else None
+        elif typing.get_origin(node) is dict:  # e.g. services: dict[str, ServiceConfig]
+            node = typing.get_args(node)[1]
+        else:
+            return ""
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
         return ""
-    known = list(model.model_fields)
+    known = list(node.model_fields)
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"{hint} known keys: {', '.join(known)}"
+    hint = f"; did you mean '{close[0]}'? " if close else "; "
+    return f"{hint}known keys: {', '.join(known)}"

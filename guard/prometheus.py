@@ -40,9 +40,15 @@ class QueryResult:
 class PrometheusClient:
     """Instant queries with a timeout; one shared connection pool per guard process."""
 
-    def __init__(self, base_url: str, *, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_seconds: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(timeout=timeout_seconds)
+        self._client = httpx.AsyncClient(timeout=timeout_seconds, transport=transport)
         self.queries_sent = 0
         self.query_errors = 0
 

@@ -117,32 +117,40 @@ def judge(ctx: RolloutContext, result: AnalysisResult, *, action: str = "none") 
     state = dict(ctx.strategy_state)
     previous = Severity(state.get("breach_severity", Severity.NONE.value))
     streak = int(state.get("breach_streak", 0))
-    severity = result.severity
-    if severity is Severity.NONE:
-        streak = 0
-    elif previous.rank >= severity.rank and streak > 0:
-        streak += 1
-    else:
-        streak = 1
-    state.update(breach_severity=severity.value, breach_streak=streak)
-    verdict = escalate(result, streak, ctx.config)
+    no_evidence = result.severity is Severity.NONE and result.verdict in (
+        Verdict.HOLD,
+        Verdict.INCONCLUSIVE,
+    )
+    if not no_evidence:
+        streak = _streak(previous, streak, result.severity)
+        state.update(breach_severity=result.severity.value, breach_streak=streak)
+    verdict = result.verdict if no_evidence else escalate(result, streak, ctx.config)
     at = ctx.analysis_at or ctx.now
     timestamps: dict[str, datetime] = {}
-    if severity is not Severity.NONE:
+    if result.severity is not Severity.NONE:
         timestamps["first_bad_sample_at"] = at
     summary = result.summary
-    if streak > 1 and severity is not Severity.NONE:
+    if streak > 1 and result.severity is not Severity.NONE:
         summary += f" ({streak} intervals in a row)"
     decision = Decision(
         at=at,
         verdict=verdict,
-        severity=severity,
+        severity=result.severity,
         summary=summary,
         action=action,
         step=ctx.step,
         evidence=list(result.evidence),
     )
     return Judgement(verdict, decision, state, timestamps)
+
+
+def _streak(previous: Severity, streak: int, severity: Severity) -> int:
+    """Intervals in a row at `severity` or worse; one without data neither adds nor breaks."""
+    if severity is Severity.NONE:
+        return 0
+    if streak > 0 and previous.rank >= severity.rank:
+        return streak + 1
+    return 1
 
 
 def operational_decision(

@@ -134,10 +134,11 @@ def _commands_and_progress(ctx: RolloutContext) -> Transition:
             state=RolloutState.PROGRESSING,
             actions=[_paused(ctx, False)] if ctx.state is RolloutState.PAUSED else [],
             message="resumed by operator",
-            consumed_commands=[ControlCommand.RESUME],
+            # A pause sent while already paused is redundant; left queued, it would pause again.
+            consumed_commands=[ControlCommand.RESUME, *_consumed(ctx, ControlCommand.PAUSE)],
         )
     if ctx.state is RolloutState.PAUSED:
-        return stay(ctx)
+        return stay(ctx, consumed_commands=_consumed(ctx, ControlCommand.PAUSE))
     if not ctx.deployment.complete or _candidate_hash(ctx) is None:
         return stay(ctx, step=UPDATING, message=ctx.deployment.describe())
     if ControlCommand.PROMOTE in ctx.commands:
@@ -160,16 +161,13 @@ def _analysed(ctx: RolloutContext) -> Transition:
         moved.timestamps = {**judgement.timestamps, **moved.timestamps}
         return moved
     complete = ctx.deployment.complete
-    healthy = judgement.verdict is Verdict.CONTINUE and complete
+    progressing = ctx.state is RolloutState.PROGRESSING and ControlCommand.PAUSE not in ctx.commands
+    healthy = judgement.verdict is Verdict.CONTINUE and complete and progressing
     state["healthy_intervals"] = int(state.get("healthy_intervals", 0)) + 1 if healthy else 0
     needed = ctx.config.healthy_intervals_to_promote
     decision = judgement.decision
     operator_promote = ControlCommand.PROMOTE in ctx.commands
-    if (
-        complete
-        and ctx.state is RolloutState.PROGRESSING
-        and (operator_promote or state["healthy_intervals"] >= needed)
-    ):
+    if complete and progressing and (operator_promote or state["healthy_intervals"] >= needed):
         reason = (
             "promoted by operator"
             if operator_promote

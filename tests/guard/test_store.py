@@ -1,0 +1,337 @@
+"""Store on a real SQLite file: idempotent submission, atomic transitions, durability."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from guard.models import (
+    ControlCommand,
+    Decision,
+    Evidence,
+    RolloutRequest,
+    RolloutState,
+    Severity,
+    Verdict,
+)
+from guard.store import Conflict, NotFound, Store
+from strategies.base import Action, Transition
+
+T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+IMAGE = "registry.example.com/shop/checkout:1.4.2"
+
+
+def request(
+    deployment: str = "checkout", namespace: str = "shop", **extra: object
+) -> RolloutRequest:
+    return RolloutRequest(
+        namespace=namespace,
+        deployment=deployment,
+        images={deployment.split(".")[0]: IMAGE},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'nested' / 'guard.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+SET_IMAGES = Action(
+    "set_images",
+    {"namespace": "shop", "name": "checkout", "images": {"checkout": IMAGE}, "rollout_id": "x"},
+)
+
+
+def decision(verdict: Verdict = Verdict.HOLD, at: datetime = T0) -> Decision:
+    return Decision(
+        at=at,
+        verdict=verdict,
+        severity=Severity.HIGH,
+        summary="high: error rate 3.00% > 2.00% over 600 requests",
+        action="none",
+        step="analysing",
+        evidence=[
+            Evidence(
+                metric="error_rate",
+                query="q",
+                value=0.03,
+                threshold=0.02,
+                sample_count=600,
+                window_seconds=30,
+                severity=Severity.HIGH,
+            )
+        ],
+    )
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+def test_submit_creates_a_pending_rollout(store: Store) -> None:
+    view, created = store.submit(request(), idempotency_key="k1", now=T0)
+    assert created is True
+    assert view.state is RolloutState.PENDING
+    assert view.request == request()
+    assert view.timestamps.submitted_at == T0
+    assert view.timestamps.started_at is None
+    assert view.decisions == []
+    assert store.get(view.id).id == view.id
+    assert [a.id for a in store.active()] == [view.id]
+
+
+def test_same_key_and_same_request_returns_the_same_rollout(store: Store) -> None:
+    first, created_first = store.submit(request(), idempotency_key="k1", now=T0)
+    second, created_second = store.submit(
+        request(), idempotency_key="k1", now=T0 + timedelta(seconds=5)
+    )
+    assert created_first is True
+    assert created_second is False
+    assert second.id == first.id
+    assert second.timestamps.submitted_at == T0
+    assert len(store.list_rollouts()) == 1
+
+
+def test_same_key_with_a_different_request_is_a_conflict(store: Store) -> None:
+    first, _ = store.submit(request(), idempotency_key="k1", now=T0)
+    other = RolloutRequest(
+        namespace="shop", deployment="checkout", images={"checkout": IMAGE + "-rc1"}
+    )
+    with pytest.raises(Conflict, match="different request") as info:
+        store.submit(other, idempotency_key="k1", now=T0)
+    assert first.id in str(info.value)
+    assert len(store.list_rollouts()) == 1
+
+
+def test_second_active_rollout_of_the_same_deployment_is_a_conflict(store: Store) -> None:
+    first, _ = store.submit(request(), idempotency_key="k1", now=T0)
+    with pytest.raises(Conflict, match="still pending") as info:
+        store.submit(request(commit_sha="abcdef1"), idempotency_key="k2", now=T0)
+    assert first.id in str(info.value)
+    # Another deployment, or the same name in another namespace, is fine.
+    store.submit(request("payments"), idempotency_key="k3", now=T0)
+    store.submit(request(namespace="staging"), idempotency_key=None, now=T0)
+    assert len(store.list_rollouts()) == 3
+
+
+def test_a_new_rollout_is_accepted_once_the_previous_one_ended(store: Store) -> None:
+    first, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.apply(
+        first.id,
+        Transition(state=RolloutState.PROMOTED, step="promoted", strategy_state={}),
+        analysed_at=None,
+        now=T0,
+    )
+    second, created = store.submit(request(), idempotency_key=None, now=T0)
+    assert created is True
+    assert second.id != first.id
+
+
+# --- apply ----------------------------------------------------------------------------------
+
+
+def test_apply_stores_the_whole_transition(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.command(view.id, ControlCommand.PAUSE)
+    store.command(view.id, ControlCommand.PROMOTE)
+    t1 = T0 + timedelta(seconds=10)
+    store.apply(
+        view.id,
+        Transition(
+            state=RolloutState.PROGRESSING,
+            step="updating",
+            strategy_state={"stable_revision": 3, "stable_hash": "6b7c8d9f5"},
+            actions=[SET_IMAGES],
+            decision=decision(at=t1),
+            timestamps={"started_at": t1},
+            message="updating shop/checkout from revision 3",
+            consumed_commands=[ControlCommand.PAUSE],
+        ),
+        analysed_at=t1,
+        now=t1,
+    )
+    stored = store.get(view.id)
+    assert stored.state is RolloutState.PROGRESSING
+    assert stored.step == "updating"
+    assert stored.message == "updating shop/checkout from revision 3"
+    assert stored.timestamps.started_at == t1
+    assert stored.pending_commands == [ControlCommand.PROMOTE]
+    assert stored.decisions == [decision(at=t1)]
+    assert stored.details["revisions"] == {"stable_revision": 3, "stable_hash": "6b7c8d9f5"}
+    assert [h["state"] for h in stored.details["history"]] == ["pending", "progressing"]
+    [active] = store.active()
+    assert active.pending_actions == [SET_IMAGES]
+    assert active.strategy_state == {"stable_revision": 3, "stable_hash": "6b7c8d9f5"}
+    assert active.last_analysis_at == t1
+    assert active.commands == [ControlCommand.PROMOTE]
+
+
+def test_timestamps_are_set_only_once(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    first_bad = T0 + timedelta(seconds=20)
+    later_bad = T0 + timedelta(seconds=30)
+    for at in (first_bad, later_bad):
+        store.apply(
+            view.id,
+            Transition(
+                state=RolloutState.PROGRESSING,
+                step="analysing",
+                strategy_state={},
+                decision=decision(at=at),
+                timestamps={"first_bad_sample_at": at, "started_at": at},
+            ),
+            analysed_at=at,
+            now=at,
+        )
+    stored = store.get(view.id)
+    assert stored.timestamps.first_bad_sample_at == first_bad
+    assert stored.timestamps.started_at == first_bad
+    assert len(stored.decisions) == 2
+    assert store.active()[0].last_analysis_at == later_bad
+
+
+def test_a_transition_without_a_message_keeps_the_previous_one(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.apply(
+        view.id,
+        Transition(RolloutState.PROGRESSING, "updating", {}, message="first"),
+        analysed_at=None,
+        now=T0,
+    )
+    store.apply(
+        view.id, Transition(RolloutState.PROGRESSING, "analysing", {}), analysed_at=None, now=T0
+    )
+    stored = store.get(view.id)
+    assert stored.message == "first"
+    assert stored.step == "analysing"
+    assert stored.decisions == []
+
+
+def test_actions_done_clears_the_pending_actions(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.apply(
+        view.id,
+        Transition(RolloutState.PROGRESSING, "updating", {}, actions=[SET_IMAGES]),
+        analysed_at=None,
+        now=T0,
+    )
+    assert store.active()[0].pending_actions == [SET_IMAGES]
+    store.actions_done(view.id)
+    assert store.active()[0].pending_actions == []
+    assert store.active()[0].state is RolloutState.PROGRESSING
+
+
+def test_apply_to_an_unknown_rollout_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.apply("nope", Transition(RolloutState.PROGRESSING, "x", {}), analysed_at=None, now=T0)
+    with pytest.raises(NotFound):
+        store.get("nope")
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def test_commands_are_queued_once(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.command(view.id, ControlCommand.PAUSE)
+    queued = store.command(view.id, ControlCommand.PAUSE)
+    assert queued.pending_commands == [ControlCommand.PAUSE]
+
+
+def test_a_command_to_a_finished_rollout_is_a_conflict(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.apply(
+        view.id,
+        Transition(RolloutState.ROLLED_BACK, "rollback verified", {}, outcome_reason="analysis"),
+        analysed_at=None,
+        now=T0,
+    )
+    with pytest.raises(Conflict, match="already ended"):
+        store.command(view.id, ControlCommand.ABORT)
+    assert store.get(view.id).pending_commands == []
+    assert store.get(view.id).outcome_reason == "analysis"
+    assert store.active() == []
+
+
+def test_a_command_to_an_unknown_rollout_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.command("nope", ControlCommand.ABORT)
+
+
+# --- durability -----------------------------------------------------------------------------
+
+
+def test_everything_survives_closing_and_reopening(db_url: str) -> None:
+    first = Store(db_url)
+    view, _ = first.submit(request(), idempotency_key="k1", now=T0)
+    t1 = T0 + timedelta(seconds=10)
+    first.apply(
+        view.id,
+        Transition(
+            RolloutState.PROGRESSING,
+            "updating",
+            {"stable_revision": 3},
+            actions=[SET_IMAGES],
+            decision=decision(at=t1),
+            timestamps={"started_at": t1},
+        ),
+        analysed_at=t1,
+        now=t1,
+    )
+    first.command(view.id, ControlCommand.ABORT)
+    first.close()
+
+    reopened = Store(db_url)
+    try:
+        stored = reopened.get(view.id)
+        assert stored.state is RolloutState.PROGRESSING
+        assert stored.decisions == [decision(at=t1)]
+        assert stored.timestamps.submitted_at == T0
+        assert stored.timestamps.started_at == t1
+        assert stored.timestamps.started_at.tzinfo is not None
+        [active] = reopened.active()
+        assert active.id == view.id
+        assert active.pending_actions == [SET_IMAGES]
+        assert active.commands == [ControlCommand.ABORT]
+        assert active.strategy_state == {"stable_revision": 3}
+        # The idempotency key is remembered too.
+        again, created = reopened.submit(request(), idempotency_key="k1", now=t1)
+        assert (again.id, created) == (view.id, False)
+    finally:
+        reopened.close()
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+def test_list_filters_by_state_namespace_and_deployment(store: Store) -> None:
+    a, _ = store.submit(request("checkout"), idempotency_key=None, now=T0)
+    b, _ = store.submit(request("payments"), idempotency_key=None, now=T0 + timedelta(seconds=1))
+    c, _ = store.submit(
+        request("checkout", namespace="staging"),
+        idempotency_key=None,
+        now=T0 + timedelta(seconds=2),
+    )
+    store.apply(b.id, Transition(RolloutState.PROMOTED, "promoted", {}), analysed_at=None, now=T0)
+
+    def ids(**filters: str) -> list[str]:
+        return [r.id for r in store.list_rollouts(**filters)]  # type: ignore[arg-type]
+
+    assert ids() == [c.id, b.id, a.id]  # newest first
+    assert ids(state="promoted") == [b.id]
+    assert ids(state="pending") == [c.id, a.id]
+    assert ids(namespace="shop") == [b.id, a.id]
+    assert ids(deployment="checkout") == [c.id, a.id]
+    assert ids(namespace="shop", deployment="checkout") == [a.id]
+    assert ids(namespace="nowhere") == []
+    assert [r.id for r in store.list_rollouts(limit=1)] == [c.id]
