@@ -44,6 +44,7 @@ from guard.models import (
 from strategies.base import Action, Transition
 
 TIMESTAMP_FIELDS = tuple(RolloutTimestamps.model_fields)
+EXPOSED_STRATEGY_STATE = ("stable_revision", "stable_hash", "candidate_serving_at")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -322,9 +323,7 @@ class Store:
             pending_commands=[ControlCommand(c) for c in row.commands],
             decisions=[Decision.model_validate(d.body) for d in decision_rows],
             details={
-                "revisions": {
-                    k: row.strategy_state.get(k) for k in ("stable_revision", "stable_hash")
-                },
+                **{k: row.strategy_state.get(k) for k in EXPOSED_STRATEGY_STATE},
                 "history": [
                     {"at": e.at.isoformat(), "state": e.state, "message": e.message} for e in events
                 ],

@@ -8,7 +8,7 @@ Kubernetes actions for the adapter to carry out after the transition is stored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from analyzers.base import AnalysisResult
@@ -128,7 +128,7 @@ def judge(ctx: RolloutContext, result: AnalysisResult, *, action: str = "none") 
     at = ctx.analysis_at or ctx.now
     timestamps: dict[str, datetime] = {}
     if result.severity is not Severity.NONE:
-        timestamps["first_bad_sample_at"] = at
+        timestamps["first_bad_sample_at"] = first_bad_sample(ctx, at)
     summary = result.summary
     if streak > 1 and result.severity is not Severity.NONE:
         summary += f" ({streak} intervals in a row)"
@@ -142,6 +142,19 @@ def judge(ctx: RolloutContext, result: AnalysisResult, *, action: str = "none") 
         evidence=list(result.evidence),
     )
     return Judgement(verdict, decision, state, timestamps)
+
+
+def first_bad_sample(ctx: RolloutContext, analysed_at: datetime) -> datetime:
+    """The earliest moment a bad sample in the breaching window can come from.
+
+    That is the start of the query window, or, if later, the moment the new version's first pod
+    became available: before it, no traffic reached the new version.
+    """
+    window_start = analysed_at - timedelta(seconds=ctx.config.window_seconds)
+    serving = ctx.strategy_state.get("candidate_serving_at")
+    if serving is None:
+        return window_start
+    return max(window_start, datetime.fromisoformat(serving))
 
 
 def _streak(previous: Severity, streak: int, severity: Severity) -> int:

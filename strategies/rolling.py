@@ -6,6 +6,7 @@ called done once the previous revision is fully available again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from guard.models import ControlCommand, Evidence, RolloutState, Verdict
@@ -47,6 +48,7 @@ class RollingStrategy:
             return _start(ctx)
         if ctx.state is RolloutState.ROLLING_BACK:
             return _verify_rollback(ctx)
+        ctx = _note_serving(ctx)
         if ControlCommand.ABORT in ctx.commands:
             return _rollback(ctx, "aborted", "aborted by operator", [], ControlCommand.ABORT)
         if ctx.deployment is None:
@@ -297,6 +299,17 @@ def _candidate_hash(ctx: RolloutContext) -> str | None:
     if current is None or deployment.revision <= stable_revision:
         return None
     return current.pod_template_hash
+
+
+def _note_serving(ctx: RolloutContext) -> RolloutContext:
+    """Remember when the new version first took traffic: the earliest a fault can show."""
+    if "candidate_serving_at" in ctx.strategy_state or _candidate_hash(ctx) is None:
+        return ctx
+    current = ctx.deployment.current_replica_set if ctx.deployment else None
+    if current is None or current.available_replicas == 0:
+        return ctx
+    serving = {**ctx.strategy_state, "candidate_serving_at": ctx.now.isoformat()}
+    return replace(ctx, strategy_state=serving)
 
 
 def _paused(ctx: RolloutContext, paused: bool) -> Action:

@@ -167,7 +167,8 @@ def test_apply_stores_the_whole_transition(store: Store) -> None:
     assert stored.timestamps.started_at == t1
     assert stored.pending_commands == [ControlCommand.PROMOTE]
     assert stored.decisions == [decision(at=t1)]
-    assert stored.details["revisions"] == {"stable_revision": 3, "stable_hash": "6b7c8d9f5"}
+    assert stored.details["stable_revision"] == 3
+    assert stored.details["stable_hash"] == "6b7c8d9f5"
     assert [h["state"] for h in stored.details["history"]] == ["pending", "progressing"]
     [active] = store.active()
     assert active.pending_actions == [SET_IMAGES]

@@ -683,3 +683,16 @@ def test_a_pause_arriving_with_the_last_healthy_interval_wins_over_promotion() -
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PAUSED
     assert kinds(transition) == ["set_paused"]
+
+
+def test_first_bad_sample_is_bounded_by_when_the_new_version_started_serving() -> None:
+    ctx, start = started()
+    serving_ctx = after(ctx, start, rolling(), analysis=healthy(), seconds=100)
+    serving = STRATEGY.step(serving_ctx)
+    assert serving.strategy_state["candidate_serving_at"] == serving_ctx.now.isoformat()
+
+    soon = after(serving_ctx, serving, rolling(), analysis=breach(Severity.HIGH), seconds=5)
+    assert STRATEGY.step(soon).timestamps["first_bad_sample_at"] == serving_ctx.now
+    late = after(serving_ctx, serving, rolling(), analysis=breach(Severity.HIGH), seconds=300)
+    window_start = late.now - timedelta(seconds=CONFIG.window_seconds)
+    assert STRATEGY.step(late).timestamps["first_bad_sample_at"] == window_start
