@@ -157,7 +157,7 @@ class Engine:
         self, target: AnalysisTarget, namespace: str, config: AnalysisConfig, now: datetime
     ) -> AnalysisResult:
         candidate = await self._track(
-            namespace, target.workload, target.candidate_revision, config, now
+            namespace, target.candidate.workload, target.candidate.revision, config, now
         )
         observation = Observation(at=now, window_seconds=config.window_seconds, candidate=candidate)
         return get_analyzer("thresholds").analyze(observation, config)

@@ -42,12 +42,19 @@ class Action:
 
 
 @dataclass(frozen=True)
-class AnalysisTarget:
-    """Which ReplicaSet revision (pod-template-hash) to judge, against which baseline."""
+class Track:
+    """One version's pods: the workload (Deployment) name and its pod-template-hash."""
 
     workload: str
-    candidate_revision: str
-    baseline_revision: str | None = None
+    revision: str
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """The new version to judge and, where it still serves, the version it replaces."""
+
+    candidate: Track
+    baseline: Track | None = None
 
 
 @dataclass(frozen=True)

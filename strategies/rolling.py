@@ -15,6 +15,7 @@ from .base import (
     Action,
     AnalysisTarget,
     RolloutContext,
+    Track,
     Transition,
     judge,
     operational_decision,
@@ -37,10 +38,11 @@ class RollingStrategy:
         candidate = _candidate_hash(ctx)
         if candidate is None:
             return None
+        workload = ctx.request.deployment
+        stable = ctx.strategy_state.get("stable_hash")
         return AnalysisTarget(
-            workload=ctx.request.deployment,
-            candidate_revision=candidate,
-            baseline_revision=ctx.strategy_state.get("stable_hash"),
+            candidate=Track(workload, candidate),
+            baseline=Track(workload, stable) if stable else None,
         )
 
     def step(self, ctx: RolloutContext) -> Transition:

@@ -18,7 +18,7 @@ from guard.models import (
     Severity,
     Verdict,
 )
-from strategies.base import Action, RolloutContext, Transition
+from strategies.base import Action, RolloutContext, Track, Transition
 from strategies.rolling import RollingStrategy
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -332,9 +332,8 @@ def test_analysis_target_names_the_new_replica_sets_hash() -> None:
     ctx, transition = started()
     target = STRATEGY.analysis_target(after(ctx, transition, rolling()))
     assert target is not None
-    assert target.workload == "checkout"
-    assert target.candidate_revision == NEW_HASH
-    assert target.baseline_revision == OLD_HASH
+    assert target.candidate == Track("checkout", NEW_HASH)
+    assert target.baseline == Track("checkout", OLD_HASH)
 
 
 def test_nothing_is_analysed_while_rolling_back() -> None:

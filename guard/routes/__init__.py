@@ -1,0 +1,7 @@
+"""HTTP routes, one module per area; `ROUTERS` is the one place they are registered."""
+
+from fastapi import APIRouter
+
+from guard.routes import operations, rollouts
+
+ROUTERS: list[APIRouter] = [rollouts.router, operations.router]

@@ -1,0 +1,100 @@
+"""Rollout hand-off and control: what CD pipelines and operators call.
+
+Submissions are idempotent on the `Idempotency-Key` header, so a pipeline may retry a POST after
+a timeout without starting a second rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
+
+from guard.engine import utcnow
+from guard.models import ControlCommand, RolloutRequest, RolloutState, RolloutView
+from guard.services import Services, get_services
+from guard.store import Conflict, NotFound
+from strategies.registry import STRATEGIES
+
+router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": RolloutView, "description": "Replay of an Idempotency-Key"}},
+)
+def submit(
+    request: RolloutRequest,
+    response: Response,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> RolloutView:
+    """Start a guarded rollout; the same Idempotency-Key returns the same rollout."""
+    if request.strategy not in STRATEGIES:
+        known = ", ".join(sorted(STRATEGIES))
+        detail = [
+            {
+                "loc": ["body", "strategy"],
+                "msg": f"unknown strategy; known: {known}",
+                "type": "value_error",
+            }
+        ]
+        raise HTTPException(422, detail)
+    try:
+        view, created = services.store.submit(
+            request, idempotency_key=idempotency_key, now=utcnow()
+        )
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return view
+
+
+@router.get("")
+def list_rollouts(
+    services: ServicesDep,
+    state: RolloutState | None = None,
+    namespace: Annotated[str | None, Query(max_length=63)] = None,
+    deployment: Annotated[str | None, Query(max_length=253)] = None,
+    service: Annotated[str | None, Query(max_length=253)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[RolloutView]:
+    """Newest first; decisions are left out here, ask for one rollout to see them."""
+    return services.store.list_rollouts(
+        state=state.value if state else None,
+        namespace=namespace,
+        deployment=deployment,
+        service=service,
+        limit=limit,
+    )
+
+
+@router.get("/{rollout_id}")
+def get_rollout(rollout_id: str, services: ServicesDep) -> RolloutView:
+    try:
+        return services.store.get(rollout_id)
+    except NotFound as exc:
+        raise HTTPException(404, f"no rollout {rollout_id}") from exc
+
+
+def _control(command: ControlCommand) -> Callable[[str, Services], RolloutView]:
+    def handler(rollout_id: str, services: ServicesDep) -> RolloutView:
+        try:
+            return services.store.command(rollout_id, command)
+        except NotFound as exc:
+            raise HTTPException(404, f"no rollout {rollout_id}") from exc
+        except Conflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+
+    handler.__doc__ = f"Ask the rollout to {command.value}; applied at the next tick."
+    return handler
+
+
+for _command in ControlCommand:
+    router.post(f"/{{rollout_id}}/{_command.value}", name=f"{_command.value}_rollout")(
+        _control(_command)
+    )

@@ -1,0 +1,30 @@
+"""The long-lived objects one guard process shares between its routes and its scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import Request
+
+from guard.config import GuardConfig
+from guard.engine import Engine
+from guard.metrics import GuardMetrics
+from guard.store import Store
+
+
+@dataclass
+class Services:
+    """Built once in the app's lifespan and kept on `app.state.services`."""
+
+    config: GuardConfig
+    store: Store
+    engine: Engine
+    metrics: GuardMetrics
+    scheduler: AsyncIOScheduler
+
+
+def get_services(request: Request) -> Services:
+    """FastAPI dependency: the process's services."""
+    services: Services = request.app.state.services
+    return services
