@@ -25,7 +25,7 @@ from guard.metrics import GuardMetrics
 from guard.models import RolloutState
 from guard.prometheus import PrometheusClient, QueryResult, QueryStatus
 from guard.store import ActiveRollout, Store
-from strategies.base import Action, AnalysisTarget, RolloutContext, Transition
+from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
 from strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
@@ -156,19 +156,18 @@ class Engine:
     async def _analyse(
         self, target: AnalysisTarget, namespace: str, config: AnalysisConfig, now: datetime
     ) -> AnalysisResult:
-        candidate = await self._track(
-            namespace, target.candidate.workload, target.candidate.revision, config, now
-        )
+        candidate = await self.measure_track(namespace, target.candidate, config, now)
         observation = Observation(at=now, window_seconds=config.window_seconds, candidate=candidate)
         return get_analyzer("thresholds").analyze(observation, config)
 
-    async def _track(
-        self, namespace: str, workload: str, revision: str, config: AnalysisConfig, now: datetime
+    async def measure_track(
+        self, namespace: str, track: Track, config: AnalysisConfig, now: datetime
     ) -> TrackMetrics:
+        """Request count, error rate and latency of one version's pods over the window."""
         values = {
             "namespace": namespace,
-            "workload": workload,
-            "revision": revision,
+            "workload": track.workload,
+            "revision": track.revision,
             "window": f"{config.window_seconds:g}s",
             "quantile": f"{config.latency_quantile:g}",
         }
