@@ -6,42 +6,79 @@ Analyzers are pure: they never query Prometheus or touch Kubernetes, so the live
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from guard.config import AnalysisConfig
 from guard.models import Evidence, Severity, Verdict
-from guard.prometheus import QueryResult
+
+from .stats import Buckets, quantile_from_buckets
 
 
 @dataclass(frozen=True)
-class TrackMetrics:
-    """What Prometheus said about one version (track) over one window."""
+class TrackSample:
+    """One version's traffic over one window: counts, latency and the queries behind them."""
 
-    request_count: QueryResult
-    error_rate: QueryResult
-    latency: QueryResult
+    requests: float
+    errors: float
+    latency: float | None = None
+    latency_buckets: tuple[tuple[float, float], ...] | None = None
+    queries: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests > 0 else None
+
+    def latency_at(self, quantile: float) -> float | None:
+        """The given latency, else the quantile of the buckets (as histogram_quantile)."""
+        if self.latency is not None:
+            return self.latency
+        return quantile_from_buckets(self.latency_buckets or (), quantile)
+
+    def plus(self, other: TrackSample) -> TrackSample:
+        """Counts of two windows together, so thin traffic adds up to evidence."""
+        buckets = _add_buckets(self.latency_buckets, other.latency_buckets)
+        return TrackSample(
+            requests=self.requests + other.requests,
+            errors=self.errors + other.errors,
+            latency=None if buckets else max_or_none(self.latency, other.latency),
+            latency_buckets=buckets,
+            queries=other.queries or self.queries,
+        )
 
 
 @dataclass(frozen=True)
 class Observation:
-    """The metrics one analysis interval sees; `baseline` is the version being replaced."""
+    """What one analysis interval sees.
+
+    `candidate_total` adds up the new version's windows since its step began; analyzers fall
+    back on it when one window holds too few requests. `unavailable` lists the queries that got
+    no answer from Prometheus, which makes the interval say nothing about the release.
+    """
 
     at: datetime
     window_seconds: float
-    candidate: TrackMetrics
-    baseline: TrackMetrics | None = None
+    candidate: TrackSample | None
+    baseline: TrackSample | None = None
+    candidate_total: TrackSample | None = None
+    unavailable: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """One interval's judgement: severity, the verdict it implies, and why."""
+    """One interval's judgement: severity, the verdict it implies, and why.
+
+    `excused` marks a breach the stable version shows as badly: not the release's fault, so it
+    must neither roll back nor promote.
+    """
 
     verdict: Verdict
     severity: Severity
     summary: str
     evidence: list[Evidence] = field(default_factory=list)
+    excused: bool = False
 
 
 class Analyzer(Protocol):
@@ -50,3 +87,16 @@ class Analyzer(Protocol):
     name: str
 
     def analyze(self, observation: Observation, config: AnalysisConfig) -> AnalysisResult: ...
+
+
+def max_or_none(a: float | None, b: float | None) -> float | None:
+    values = [v for v in (a, b) if v is not None]
+    return max(values) if values else None
+
+
+def _add_buckets(a: Buckets | None, b: Buckets | None) -> tuple[tuple[float, float], ...] | None:
+    if not a or not b:
+        return tuple(a or b or ()) or None
+    if [bound for bound, _ in a] != [bound for bound, _ in b]:
+        return None
+    return tuple((bound, ca + cb) for (bound, ca), (_, cb) in zip(a, b, strict=True))

@@ -1,23 +1,167 @@
-"""Turn one interval's severity into an action, given how long it has lasted.
+"""From one interval's analysis to a verdict, given what came before.
 
-Kept apart from the analyzers so that a single noisy interval of a lower tier never rolls back
-a release on its own, while a critical one does at once.
+This is the single place the rules live, shared by the live guard and `guard backtest`:
+- critical rolls back at once; high after N intervals in a row; medium holds and rolls back
+  after M in a row; a breach the stable version shows as badly holds instead (never blamed,
+  never promoted);
+- an interval without evidence (too little traffic, Prometheus down) neither breaks nor extends
+  a streak, never promotes, and after `hold_alert_after_seconds` asks for a human.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
 from guard.config import AnalysisConfig
 from guard.models import Severity, Verdict
 
-from .base import AnalysisResult
+from .base import AnalysisResult, Observation, TrackSample
+from .baseline import significantly_worse
+from .registry import get_analyzer
 
 
-def escalate(result: AnalysisResult, consecutive: int, config: AnalysisConfig) -> Verdict:
-    """`consecutive` counts intervals in a row, this one included, at this severity or worse."""
+@dataclass(frozen=True)
+class PolicyState:
+    """What the policy remembers between intervals of one step; JSON-serialisable."""
+
+    breach_severity: Severity = Severity.NONE
+    breach_streak: int = 0
+    no_evidence_since: datetime | None = None
+    total_requests: float = 0.0
+    total_errors: float = 0.0
+    total_buckets: tuple[tuple[float, float], ...] | None = None
+    alerted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "breach_severity": self.breach_severity.value,
+            "breach_streak": self.breach_streak,
+            "no_evidence_since": self.no_evidence_since.isoformat()
+            if self.no_evidence_since
+            else None,
+            "total_requests": self.total_requests,
+            "total_errors": self.total_errors,
+            "total_buckets": [list(b) for b in self.total_buckets] if self.total_buckets else None,
+            "alerted": self.alerted,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> PolicyState:
+        if not data:
+            return cls()
+        since = data.get("no_evidence_since")
+        buckets = data.get("total_buckets")
+        return cls(
+            breach_severity=Severity(data.get("breach_severity", "none")),
+            breach_streak=int(data.get("breach_streak", 0)),
+            no_evidence_since=datetime.fromisoformat(since) if since else None,
+            total_requests=float(data.get("total_requests", 0.0)),
+            total_errors=float(data.get("total_errors", 0.0)),
+            total_buckets=tuple((float(b), float(c)) for b, c in buckets) if buckets else None,
+            alerted=bool(data.get("alerted", False)),
+        )
+
+    @property
+    def total(self) -> TrackSample | None:
+        if self.total_requests <= 0:
+            return None
+        return TrackSample(
+            self.total_requests, self.total_errors, latency_buckets=self.total_buckets
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The verdict of one interval, the analysis behind it and the policy's new memory."""
+
+    verdict: Verdict
+    result: AnalysisResult
+    state: PolicyState
+    alert: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluate(observation: Observation, state: PolicyState, config: AnalysisConfig) -> Evaluation:
+    """Analyse one interval with everything the step has seen, then apply the rules."""
+    state = _accumulate(state, observation.candidate)
+    observation = replace(observation, candidate_total=state.total)
+    result = analyze_interval(observation, config)
+    if result.severity is Severity.NONE and result.verdict in (Verdict.HOLD, Verdict.INCONCLUSIVE):
+        return _no_evidence(result, state, observation.at, config)
+    state = replace(state, no_evidence_since=None)
+    if result.excused:
+        return Evaluation(
+            Verdict.HOLD, result, replace(state, alerted=True), alert=not state.alerted
+        )
+    state = replace(state, alerted=False)
+    streak = _streak(state, result.severity)
+    state = replace(state, breach_severity=result.severity, breach_streak=streak)
+    return Evaluation(_escalate(result, streak, config), result, state)
+
+
+def analyze_interval(observation: Observation, config: AnalysisConfig) -> AnalysisResult:
+    """Absolute thresholds, weighed against the stable version when it serves too."""
+    absolute = get_analyzer("thresholds").analyze(observation, config)
+    if absolute.verdict is Verdict.HOLD and absolute.severity is Severity.NONE:
+        return absolute  # metrics unavailable
+    compared = get_analyzer("baseline").analyze(observation, config)
+    evidence = absolute.evidence + compared.evidence
+    if compared.excused and compared.severity.rank >= absolute.severity.rank:
+        summary = f"{absolute.summary}; {compared.summary}: platform incident, holding"
+        return AnalysisResult(Verdict.HOLD, absolute.severity, summary, evidence, excused=True)
+    if absolute.severity is not Severity.NONE:
+        blamed = [
+            e.metric
+            for e in absolute.evidence
+            if e.severity is not Severity.NONE and significantly_worse(compared, e.metric, config)
+        ]
+        if not blamed:
+            summary = f"{absolute.summary}; but no worse than the stable version: waiting"
+            return AnalysisResult(Verdict.INCONCLUSIVE, Severity.NONE, summary, evidence)
+    return AnalysisResult(absolute.verdict, absolute.severity, absolute.summary, evidence)
+
+
+def _accumulate(state: PolicyState, sample: TrackSample | None) -> PolicyState:
+    if sample is None:
+        return state
+    total = state.total.plus(sample) if state.total else sample
+    return replace(
+        state,
+        total_requests=total.requests,
+        total_errors=total.errors,
+        total_buckets=total.latency_buckets,
+    )
+
+
+def _no_evidence(
+    result: AnalysisResult, state: PolicyState, at: datetime, config: AnalysisConfig
+) -> Evaluation:
+    since = state.no_evidence_since or at
+    state = replace(state, no_evidence_since=since)
+    waited = (at - since).total_seconds()
+    if waited >= config.hold_alert_after_seconds:
+        note = f"no conclusive evidence for {waited:.0f}s: holding for a human"
+        alert = not state.alerted
+        return Evaluation(Verdict.HOLD, result, replace(state, alerted=True), alert, [note])
+    return Evaluation(result.verdict, result, state)
+
+
+def _streak(state: PolicyState, severity: Severity) -> int:
+    """Intervals in a row at `severity` or worse."""
+    if severity is Severity.NONE:
+        return 0
+    if state.breach_streak > 0 and state.breach_severity.rank >= severity.rank:
+        return state.breach_streak + 1
+    return 1
+
+
+def _escalate(result: AnalysisResult, streak: int, config: AnalysisConfig) -> Verdict:
     if result.severity is Severity.CRITICAL:
         return Verdict.ROLLBACK
-    if result.severity is Severity.HIGH and consecutive >= config.high_consecutive_to_rollback:
+    if result.severity is Severity.HIGH and streak >= config.high_consecutive_to_rollback:
         return Verdict.ROLLBACK
-    if result.severity is Severity.MEDIUM and consecutive >= config.medium_consecutive_to_rollback:
+    if result.severity is Severity.MEDIUM and streak >= config.medium_consecutive_to_rollback:
         return Verdict.ROLLBACK
     return result.verdict

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from .base import Analyzer
+from .baseline import BaselineAnalyzer
 from .thresholds import ThresholdAnalyzer
 
-ANALYZERS: dict[str, Analyzer] = {analyzer.name: analyzer for analyzer in (ThresholdAnalyzer(),)}
+ANALYZERS: dict[str, Analyzer] = {
+    analyzer.name: analyzer for analyzer in (ThresholdAnalyzer(), BaselineAnalyzer())
+}
 
 
 def get_analyzer(name: str) -> Analyzer:

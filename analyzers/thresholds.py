@@ -1,18 +1,21 @@
 """Absolute thresholds: classify the new version's error rate and latency into severity tiers.
 
-A rate is only judged when enough requests stand behind it; otherwise the interval is
-inconclusive, because one error in twenty requests is not evidence of a 5 % breach.
+A tier is breached only when the evidence says so with confidence: the lower Wilson bound of the
+error rate (or of the share of requests slower than the latency limit) must exceed the tier.
+One error in twenty requests is then no 5 % breach, while four errors in twenty are.
 """
 
 from __future__ import annotations
 
-from guard.config import AnalysisConfig, Tier
+from collections.abc import Callable
+
+from guard.config import AnalysisConfig
 from guard.models import Evidence, Severity, Verdict
-from guard.prometheus import QueryResult, QueryStatus
 
-from .base import AnalysisResult, Observation
+from .base import AnalysisResult, Observation, TrackSample
+from .stats import slower_than, wilson_bounds, z_for
 
-_TIER_ORDER = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM)
+TIER_ORDER = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM)
 
 
 class ThresholdAnalyzer:
@@ -21,90 +24,37 @@ class ThresholdAnalyzer:
     name = "thresholds"
 
     def analyze(self, observation: Observation, config: AnalysisConfig) -> AnalysisResult:
-        metrics = observation.candidate
-        window = observation.window_seconds
-        outage = [
-            result
-            for result in (metrics.request_count, metrics.error_rate, metrics.latency)
-            if result.status in (QueryStatus.UNREACHABLE, QueryStatus.QUERY_ERROR)
-        ]
-        if outage:
-            return _unavailable(outage, window)
-        requests = metrics.request_count.value if metrics.request_count.usable else 0.0
-        count = _evidence("request_count", metrics.request_count, window, requests)
-        if requests is None or requests < config.min_requests:
-            enough = count.model_copy(
-                update={
-                    "threshold": config.min_requests,
-                    "comparison": ">=",
-                    "note": "not enough requests to judge",
-                }
-            )
-            return AnalysisResult(
-                Verdict.INCONCLUSIVE,
-                Severity.NONE,
-                f"{requests:.0f} requests in {window:g}s, need {config.min_requests:g}",
-                [enough],
-            )
-        error_rate = _classify("error_rate", metrics.error_rate, window, requests, config)
-        latency = _classify("latency", metrics.latency, window, requests, config)
-        evidence = [count, error_rate, latency]
-        severity = max((error_rate.severity, latency.severity), key=lambda s: s.rank)
-        missing = [e.metric for e in (error_rate, latency) if e.value is None]
-        if severity is Severity.NONE and missing:
-            summary = f"no data for {', '.join(missing)} over {requests:.0f} requests"
+        if observation.unavailable:
+            return unavailable(observation)
+        sample, scope = _enough(observation, config)
+        if sample is None:
+            return _inconclusive(observation, config)
+        window = observation.window_seconds if scope == "window" else None
+        error_rate = _error_rate(sample, config, window)
+        latency = _latency(sample, config, window)
+        evidence = [error_rate, latency]
+        severity = max((e.severity for e in evidence), key=lambda s: s.rank)
+        if severity is Severity.NONE and latency.value is None:
+            summary = f"no latency data over {sample.requests:.0f} requests"
             return AnalysisResult(Verdict.INCONCLUSIVE, severity, summary, evidence)
-        return AnalysisResult(_verdict(severity), severity, _summary(evidence, severity), evidence)
+        verdict = verdict_for(severity)
+        return AnalysisResult(verdict, severity, summarize(evidence, severity, scope), evidence)
 
 
-def _unavailable(failed: list[QueryResult], window: float) -> AnalysisResult:
+def unavailable(observation: Observation) -> AnalysisResult:
     evidence = [
-        Evidence(metric="prometheus", query=r.query, window_seconds=window, note=r.error)
-        for r in failed
+        Evidence(
+            metric="prometheus", query=query, window_seconds=observation.window_seconds, note=error
+        )
+        for query, error in observation.unavailable
     ]
-    kind = failed[0].status.value.replace("_", " ")
+    first_error = observation.unavailable[0][1]
     return AnalysisResult(
-        Verdict.HOLD, Severity.NONE, f"metrics unavailable ({kind}): {failed[0].error}", evidence
+        Verdict.HOLD, Severity.NONE, f"metrics unavailable: {first_error}", evidence
     )
 
 
-def _classify(
-    metric: str, result: QueryResult, window: float, requests: float, config: AnalysisConfig
-) -> Evidence:
-    if not result.usable or result.value is None:
-        return _evidence(metric, result, window, requests, note="no data for this metric")
-    tiers = config.tiers
-    for severity in _TIER_ORDER:
-        tier: Tier = getattr(tiers, severity.value)
-        threshold = tier.error_rate if metric == "error_rate" else tier.latency_seconds
-        if result.value > threshold:
-            return _evidence(metric, result, window, requests, threshold, severity)
-    threshold = tiers.medium.error_rate if metric == "error_rate" else tiers.medium.latency_seconds
-    return _evidence(metric, result, window, requests, threshold)
-
-
-def _evidence(
-    metric: str,
-    result: QueryResult,
-    window: float,
-    requests: float | None,
-    threshold: float | None = None,
-    severity: Severity = Severity.NONE,
-    note: str = "",
-) -> Evidence:
-    return Evidence(
-        metric=metric,
-        query=result.query,
-        value=result.value,
-        threshold=threshold,
-        sample_count=requests,
-        window_seconds=window,
-        severity=severity,
-        note=note or result.error,
-    )
-
-
-def _verdict(severity: Severity) -> Verdict:
+def verdict_for(severity: Severity) -> Verdict:
     if severity is Severity.CRITICAL:
         return Verdict.ROLLBACK
     if severity is Severity.NONE:
@@ -112,20 +62,119 @@ def _verdict(severity: Severity) -> Verdict:
     return Verdict.HOLD
 
 
-def _summary(evidence: list[Evidence], severity: Severity) -> str:
+def tier_limit(config: AnalysisConfig, severity: Severity, metric: str) -> float:
+    tier = getattr(config.tiers, severity.value)
+    limit: float = tier.error_rate if metric == "error_rate" else tier.latency_seconds
+    return limit
+
+
+def _enough(observation: Observation, config: AnalysisConfig) -> tuple[TrackSample | None, str]:
+    """This window if it holds enough requests, else everything since the step began."""
+    window = observation.candidate
+    if window is not None and window.requests >= config.min_requests:
+        return window, "window"
+    total = observation.candidate_total
+    if total is not None and total.requests >= config.min_requests:
+        return total, "step"
+    return None, ""
+
+
+def _inconclusive(observation: Observation, config: AnalysisConfig) -> AnalysisResult:
+    window = observation.candidate
+    total = observation.candidate_total
+    requests = total.requests if total else (window.requests if window else 0.0)
+    seen = window or total
+    query = seen.queries.get("requests") if seen else None
+    evidence = Evidence(
+        metric="request_count",
+        query=query,
+        value=requests,
+        threshold=config.min_requests,
+        comparison=">=",
+        sample_count=requests,
+        window_seconds=observation.window_seconds,
+        note="not enough requests to judge" if window else "no data for the new version",
+    )
+    summary = f"{requests:.0f} requests so far, need {config.min_requests:g} to judge"
+    return AnalysisResult(Verdict.INCONCLUSIVE, Severity.NONE, summary, [evidence])
+
+
+def _error_rate(sample: TrackSample, config: AnalysisConfig, window: float | None) -> Evidence:
+    low, _ = wilson_bounds(sample.errors, sample.requests, z_for(config.confidence))
+    return _classify(
+        "error_rate",
+        sample,
+        config,
+        window,
+        value=sample.error_rate,
+        breaches=lambda limit: low > limit,
+        bound=low,
+    )
+
+
+def _latency(sample: TrackSample, config: AnalysisConfig, window: float | None) -> Evidence:
+    """With buckets: breached when surely more than (1 - q) of requests are slower."""
+    quantile = config.latency_quantile
+    value = sample.latency_at(quantile)
+    z = z_for(config.confidence)
+
+    def breaches(limit: float) -> bool:
+        slow = slower_than(sample.latency_buckets or (), limit)
+        if slow is None:
+            return value is not None and value > limit
+        low, _ = wilson_bounds(slow, sample.requests, z)
+        return low > 1 - quantile
+
+    return _classify("latency", sample, config, window, value=value, breaches=breaches, bound=None)
+
+
+def _classify(
+    metric: str,
+    sample: TrackSample,
+    config: AnalysisConfig,
+    window: float | None,
+    *,
+    value: float | None,
+    breaches: Callable[[float], bool],
+    bound: float | None,
+) -> Evidence:
+    query = sample.queries.get("errors" if metric == "error_rate" else "latency_buckets")
+    evidence = Evidence(
+        metric=metric,
+        query=query,
+        value=value,
+        bound=bound,
+        sample_count=sample.requests,
+        window_seconds=window,
+        note="" if window else "summed since the step began",
+    )
+    if value is None:
+        return evidence.model_copy(update={"note": "no data for this metric"})
+    for severity in TIER_ORDER:
+        limit = tier_limit(config, severity, metric)
+        if breaches(limit):
+            return evidence.model_copy(update={"threshold": limit, "severity": severity})
+    return evidence.model_copy(update={"threshold": tier_limit(config, Severity.MEDIUM, metric)})
+
+
+def summarize(evidence: list[Evidence], severity: Severity, scope: str = "window") -> str:
+    suffix = " (summed since the step began)" if scope == "step" else ""
     if severity is Severity.NONE:
-        return "healthy: " + ", ".join(_describe(e) for e in evidence[1:] if e.value is not None)
+        return (
+            "healthy: " + ", ".join(describe(e) for e in evidence if e.value is not None) + suffix
+        )
     breached = [e for e in evidence if e.severity is not Severity.NONE]
-    return f"{severity.value}: " + ", ".join(_describe(e) for e in breached)
+    return f"{severity.value}: " + ", ".join(describe(e) for e in breached) + suffix
 
 
-def _describe(item: Evidence) -> str:
+def describe(item: Evidence) -> str:
     value = item.value or 0.0
-    if item.metric == "error_rate":
-        text = f"error rate {value:.2%}"
-        limit = f"{item.threshold:.2%}" if item.threshold is not None else "-"
-    else:
-        text = f"{item.metric} {value:.3f}s"
-        limit = f"{item.threshold:g}s" if item.threshold is not None else "-"
     relation = ">" if item.severity is not Severity.NONE else "<="
-    return f"{text} {relation} {limit} over {item.sample_count or 0:.0f} requests"
+    if item.metric == "error_rate":
+        limit = f"{item.threshold:.2%}" if item.threshold is not None else "-"
+        bound = f" (lower bound {item.bound:.2%})" if item.bound is not None else ""
+        text = f"error rate {value:.2%}{bound} {relation} {limit}"
+    else:
+        limit = f"{item.threshold:g}s" if item.threshold is not None else "-"
+        text = f"{item.metric} {value:.3f}s {relation} {limit}"
+    return f"{text} over {item.sample_count or 0:.0f} requests"

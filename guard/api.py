@@ -25,10 +25,12 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(config.store.resolved_url)
-        prometheus = PrometheusClient(
-            config.prometheus.url, timeout_seconds=config.prometheus.timeout_seconds
-        )
         metrics = GuardMetrics()
+        prometheus = PrometheusClient(
+            config.prometheus.url,
+            timeout_seconds=config.prometheus.timeout_seconds,
+            on_error=lambda status: metrics.query_errors.labels(kind=status.value).inc(),
+        )
         engine = Engine(config, store, KubeClient(config.kubernetes), prometheus, metrics)
         scheduler = AsyncIOScheduler()
         scheduler.add_job(

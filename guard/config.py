@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "GUARD_"
-PLACEHOLDER = re.compile(r"\{(namespace|workload|revision|window|quantile)\}")
+PLACEHOLDER = re.compile(r"\{(selector|group_by|window)\}")
 
 
 class _Strict(BaseModel):
@@ -52,40 +52,45 @@ class Tiers(_Strict):
         return self
 
 
-_SELECTOR = 'namespace="{namespace}",pod=~"{workload}-{revision}-[a-z0-9]+"'
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 
 class Queries(_Strict):
-    """PromQL templates; placeholders {namespace} {workload} {revision} {window} {quantile}.
+    """Batched PromQL templates: one query per metric per tick, for every active rollout at once.
 
-    The error rate falls back to `vector(0)` because a release with no 5xx at all has no 5xx
-    series, and an empty answer must not read as "no data".
-
-    {revision} is the pod-template-hash of the ReplicaSet being judged; values are escaped
-    before they are substituted, so a template only has to put them inside quotes.
+    Placeholders, filled by the guard: {selector} (label matchers picking the versions being
+    judged, values escaped), {group_by} (the labels that name a version) and {window}. The
+    series must carry the namespace and the pod-template-hash as labels, which Prometheus's
+    Kubernetes pod discovery with a labelmap of pod labels gives; name them below if yours differ.
+    Errors are counted from their own series: a version without any 5xx has no 5xx series, and
+    that reads as zero errors, never as "no data".
     """
 
-    request_count: str = f"sum(increase(http_requests_total{{{_SELECTOR}}}[{{window}}]))"
-    error_rate: str = (
-        f'(sum(rate(http_requests_total{{{_SELECTOR},code=~"5.."}}[{{window}}])) or vector(0))'
-        f" / sum(rate(http_requests_total{{{_SELECTOR}}}[{{window}}]))"
+    namespace_label: str = Field(default="namespace", pattern=LABEL_NAME)
+    revision_label: str = Field(default="pod_template_hash", pattern=LABEL_NAME)
+    requests: str = "sum by ({group_by}) (increase(http_requests_total{{selector}}[{window}]))"
+    errors: str = (
+        'sum by ({group_by}) (increase(http_requests_total{{selector},code=~"5.."}[{window}]))'
     )
-    latency: str = (
-        "histogram_quantile({quantile}, sum by (le) "
-        f"(rate(http_request_duration_seconds_bucket{{{_SELECTOR}}}[{{window}}])))"
+    latency_buckets: str = (
+        "sum by ({group_by}, le) "
+        "(increase(http_request_duration_seconds_bucket{{selector}}[{window}]))"
     )
 
     @model_validator(mode="after")
-    def _known_placeholders(self) -> Queries:
-        for name in ("request_count", "error_rate", "latency"):
+    def _placeholders(self) -> Queries:
+        for name in ("requests", "errors", "latency_buckets"):
             template: str = getattr(self, name)
             leftover = PLACEHOLDER.sub("", template)
             unknown = re.findall(r"(?<!\{)\{([a-z_]+)\}(?!\})", leftover)
             if unknown:
                 raise ValueError(
                     f"{name}: unknown placeholder {{{unknown[0]}}}; known: "
-                    "{namespace} {workload} {revision} {window} {quantile}"
+                    "{selector} {group_by} {window}"
                 )
+            for needed in ("{selector}", "{group_by}"):
+                if needed not in template:
+                    raise ValueError(f"{name}: must contain {needed} so rollouts can be batched")
         return self
 
 
@@ -98,7 +103,26 @@ class AnalysisConfig(_Strict):
     )
     latency_quantile: float = Field(default=0.99, gt=0, lt=1)
     min_requests: float = Field(
-        default=50, ge=1, description="Fewer requests than this in the window is inconclusive"
+        default=20,
+        ge=1,
+        description="Fewer requests than this, even summed over the step, is inconclusive",
+    )
+    confidence: float = Field(
+        default=0.99,
+        ge=0.5,
+        lt=1,
+        description="A rate breaches a tier only if its lower confidence bound is above it",
+    )
+    significance: float = Field(
+        default=0.001,
+        gt=0,
+        le=0.2,
+        description="p-value under which the new version is worse than the stable one",
+    )
+    hold_alert_after_seconds: float = Field(
+        default=120,
+        ge=0,
+        description="Inconclusive or unavailable metrics for this long: hold and alert",
     )
     healthy_intervals_to_promote: int = Field(
         default=3, ge=1, le=1000, description="Healthy intervals after the update is complete"

@@ -1,4 +1,4 @@
-"""One analysis tick over all active rollouts: observe, decide, store, then act.
+"""One analysis tick over all active rollouts: observe, measure in one batch, decide, store, act.
 
 The order is the crash-safety argument: a transition and its actions are committed before the
 actions run, and cleared only after they succeed, so a restart repeats an unfinished patch
@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from alerts.base import RolloutEvent
 from alerts.registry import NOTIFIERS
-from analyzers.base import AnalysisResult, Observation, TrackMetrics
-from analyzers.registry import get_analyzer
 from guard.config import AnalysisConfig, GuardConfig
 from guard.kube import KubeClient, KubeError
+from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
 from guard.models import RolloutState
-from guard.prometheus import PrometheusClient, QueryResult, QueryStatus
+from guard.prometheus import PrometheusClient
 from guard.store import ActiveRollout, Store
-from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
+from strategies.base import ALERT_ACTION, Action, AnalysisTarget, RolloutContext, Transition
 from strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
@@ -34,21 +32,20 @@ ALLOWED_ACTIONS = frozenset({"set_images", "restore_template", "set_paused"})
 ALERTED_STATES = frozenset(
     {RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK, RolloutState.FAILED}
 )
-_PLACEHOLDER = re.compile(r"\{(namespace|workload|revision|window|quantile)\}")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def render_query(template: str, values: dict[str, str]) -> str:
-    """Substitute placeholders; values are escaped for a PromQL double-quoted string."""
+@dataclass(frozen=True)
+class Prepared:
+    """A rollout observed in the cluster and ready to decide on this tick."""
 
-    def substitute(match: re.Match[str]) -> str:
-        value = values[match.group(1)]
-        return value.replace("\\", "\\\\").replace('"', '\\"')
-
-    return _PLACEHOLDER.sub(substitute, template)
+    rollout: ActiveRollout
+    ctx: RolloutContext
+    target: AnalysisTarget | None
+    due: bool
 
 
 class Engine:
@@ -67,7 +64,7 @@ class Engine:
         self.config = config
         self.store = store
         self.kube = kube
-        self.prometheus = prometheus
+        self.measurer = Measurer(prometheus)
         self.metrics = metrics
         self.clock = clock
         self._lock = asyncio.Lock()
@@ -80,21 +77,51 @@ class Engine:
             started = time.perf_counter()
             active = self.store.active()
             self.metrics.active_rollouts.set(len(active))
-            await asyncio.gather(*(self._advance_safely(r) for r in active))
+            prepared = [
+                p for p in await asyncio.gather(*(self._prepare_safely(r) for r in active)) if p
+            ]
+            now = self.clock()
+            measuring = [p for p in prepared if p.target is not None and p.due]
+            observations = await self.measurer.measure(
+                [
+                    MeasureRequest(
+                        p.rollout.id, p.rollout.request.namespace, p.target, p.ctx.config
+                    )
+                    for p in measuring
+                    if p.target is not None
+                ],
+                now,
+            )
+            decided = [
+                replace(p, ctx=replace(p.ctx, observation=observations.get(p.rollout.id)))
+                for p in prepared
+            ]
+            await asyncio.gather(*(self._decide_safely(p) for p in decided))
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
-    async def _advance_safely(self, rollout: ActiveRollout) -> None:
+    async def _prepare_safely(self, rollout: ActiveRollout) -> Prepared | None:
         try:
-            await self._advance(rollout)
-        except KubeError as exc:
+            return await self._prepare(rollout)
+        except Exception as exc:
+            self._failed(rollout.id, exc)
+            return None
+
+    async def _decide_safely(self, prepared: Prepared) -> None:
+        try:
+            await self._decide(prepared)
+        except Exception as exc:
+            self._failed(prepared.rollout.id, exc)
+
+    def _failed(self, rollout_id: str, exc: Exception) -> None:
+        if isinstance(exc, KubeError):
             self.metrics.kubernetes_errors.inc()
             log.warning(
-                "rollout %s: Kubernetes call failed, retrying next tick: %s", rollout.id, exc
+                "rollout %s: Kubernetes call failed, retrying next tick: %s", rollout_id, exc
             )
-        except Exception:
-            log.exception("rollout %s: tick failed; retrying next tick", rollout.id)
+        else:
+            log.error("rollout %s: tick failed; retrying next tick", rollout_id, exc_info=exc)
 
-    async def _advance(self, rollout: ActiveRollout) -> None:
+    async def _prepare(self, rollout: ActiveRollout) -> Prepared:
         if rollout.pending_actions:
             await self._execute(rollout.id, rollout.pending_actions)
         request = rollout.request
@@ -113,21 +140,24 @@ class Engine:
             config=config,
             deployment=deployment,
         )
-        strategy = get_strategy(request.strategy)
-        target = strategy.analysis_target(ctx)
-        analysis_started = time.perf_counter()
-        analysed_at = None
-        if target is not None and _due(rollout.last_analysis_at, config, ctx.now):
-            analysis = await self._analyse(target, request.namespace, config, ctx.now)
-            ctx = replace(ctx, analysis=analysis, analysis_at=ctx.now)
-            analysed_at = ctx.now
-        transition = strategy.step(ctx)
+        target = get_strategy(request.strategy).analysis_target(ctx)
+        return Prepared(rollout, ctx, target, _due(rollout.last_analysis_at, config, ctx.now))
+
+    async def _decide(self, prepared: Prepared) -> None:
+        rollout, ctx = prepared.rollout, prepared.ctx
+        decided_from = time.perf_counter()
+        transition = get_strategy(rollout.request.strategy).step(ctx)
+        analysed_at = ctx.observation.at if ctx.observation else None
         self.store.apply(rollout.id, transition, analysed_at=analysed_at, now=self.clock())
         if analysed_at is not None:
-            self.metrics.decision_latency.observe(time.perf_counter() - analysis_started)
+            self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
-        if transition.state is not rollout.state and transition.state in ALERTED_STATES:
+        decision = transition.decision
+        entered_alerted = (
+            transition.state is not rollout.state and transition.state in ALERTED_STATES
+        )
+        if entered_alerted or (decision is not None and decision.action == ALERT_ACTION):
             self._notify(rollout, transition)
         if transition.actions:
             await self._execute(rollout.id, transition.actions)
@@ -152,39 +182,6 @@ class Engine:
                 raise ValueError(f"unknown action {action.kind!r}")
             await asyncio.to_thread(getattr(self.kube, action.kind), **action.params)
         self.store.actions_done(rollout_id)
-
-    async def _analyse(
-        self, target: AnalysisTarget, namespace: str, config: AnalysisConfig, now: datetime
-    ) -> AnalysisResult:
-        candidate = await self.measure_track(namespace, target.candidate, config, now)
-        observation = Observation(at=now, window_seconds=config.window_seconds, candidate=candidate)
-        return get_analyzer("thresholds").analyze(observation, config)
-
-    async def measure_track(
-        self, namespace: str, track: Track, config: AnalysisConfig, now: datetime
-    ) -> TrackMetrics:
-        """Request count, error rate and latency of one version's pods over the window."""
-        values = {
-            "namespace": namespace,
-            "workload": track.workload,
-            "revision": track.revision,
-            "window": f"{config.window_seconds:g}s",
-            "quantile": f"{config.latency_quantile:g}",
-        }
-        queries = config.queries
-        results = await asyncio.gather(
-            *(
-                self.prometheus.query_scalar(render_query(template, values), at=now)
-                for template in (queries.request_count, queries.error_rate, queries.latency)
-            )
-        )
-        for result in results:
-            self._count_error(result)
-        return TrackMetrics(request_count=results[0], error_rate=results[1], latency=results[2])
-
-    def _count_error(self, result: QueryResult) -> None:
-        if result.status in (QueryStatus.UNREACHABLE, QueryStatus.QUERY_ERROR):
-            self.metrics.query_errors.labels(kind=result.status.value).inc()
 
 
 def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:

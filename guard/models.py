@@ -122,6 +122,9 @@ class Evidence(BaseModel):
     sample_count: float | None = None
     window_seconds: float | None = None
     severity: Severity = Severity.NONE
+    bound: float | None = Field(default=None, description="Confidence bound of `value`")
+    statistic: float | None = Field(default=None, description="Test statistic (z)")
+    p_value: float | None = None
     note: str = ""
 
 

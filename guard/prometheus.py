@@ -6,8 +6,11 @@ answer says which of four things happened: a value, no data, a query error, or n
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +40,16 @@ class QueryResult:
         return self.status is QueryStatus.OK and self.value is not None
 
 
+@dataclass(frozen=True)
+class VectorResult:
+    """An instant vector: every series' labels and value, or why there is none."""
+
+    query: str
+    status: QueryStatus
+    series: tuple[tuple[dict[str, str], float], ...] = ()
+    error: str = ""
+
+
 class PrometheusClient:
     """Instant queries with a timeout; one shared connection pool per guard process."""
 
@@ -46,11 +59,18 @@ class PrometheusClient:
         *,
         timeout_seconds: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_error: Callable[[QueryStatus], None] | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(timeout=timeout_seconds, transport=transport)
+        self._on_error = on_error
         self.queries_sent = 0
         self.query_errors = 0
+
+    def _failed(self, status: QueryStatus) -> None:
+        self.query_errors += 1
+        if self._on_error is not None:
+            self._on_error(status)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -61,6 +81,52 @@ class PrometheusClient:
         except httpx.HTTPError:
             return False
         return response.status_code == 200
+
+    async def query_vector(
+        self, query: str, *, at: datetime, retries: int = 2, backoff_seconds: float = 0.2
+    ) -> VectorResult:
+        """Evaluate an instant-vector query; retry an unreachable Prometheus with backoff."""
+        params = {"query": query, "time": f"{at.timestamp():.3f}"}
+        delay = backoff_seconds
+        for attempt in range(retries + 1):
+            self.queries_sent += 1
+            try:
+                response = await self._client.post(f"{self._base_url}/api/v1/query", data=params)
+            except httpx.HTTPError as exc:
+                error = _describe(exc)
+            else:
+                return self._vector(query, response)
+            if attempt < retries:
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay *= 2
+        self._failed(QueryStatus.UNREACHABLE)
+        return VectorResult(query, QueryStatus.UNREACHABLE, error=error)
+
+    def _vector(self, query: str, response: httpx.Response) -> VectorResult:
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
+        if body.get("status") != "success":
+            unreachable = response.status_code >= 500 and "errorType" not in body
+            status = QueryStatus.UNREACHABLE if unreachable else QueryStatus.QUERY_ERROR
+            self._failed(status)
+            error = f"{body.get('errorType', 'HTTP ' + str(response.status_code))}: "
+            error += str(body.get("error", response.text[:200]))
+            return VectorResult(query, status, error=error)
+        data = body["data"]
+        if data.get("resultType") != "vector":
+            return VectorResult(
+                query,
+                QueryStatus.QUERY_ERROR,
+                error=f"expected a vector, got {data.get('resultType')}",
+            )
+        series = tuple(
+            (item["metric"], float(item["value"][1]))
+            for item in data["result"]
+            if not math.isnan(float(item["value"][1]))
+        )
+        return VectorResult(query, QueryStatus.OK if series else QueryStatus.NO_DATA, series)
 
     async def query_scalar(self, query: str, *, at: datetime | None = None) -> QueryResult:
         """Evaluate `query` at `at` (now by default) and reduce it to one number.
@@ -74,7 +140,7 @@ class PrometheusClient:
         try:
             response = await self._client.post(f"{self._base_url}/api/v1/query", data=params)
         except httpx.HTTPError as exc:
-            self.query_errors += 1
+            self._failed(QueryStatus.UNREACHABLE)
             return QueryResult(
                 query, QueryStatus.UNREACHABLE, evaluated_at=evaluated_at, error=_describe(exc)
             )
@@ -88,7 +154,7 @@ class PrometheusClient:
         except ValueError:
             body = {}
         if response.status_code >= 500 and body.get("errorType") not in ("execution", "timeout"):
-            self.query_errors += 1
+            self._failed(QueryStatus.UNREACHABLE)
             return QueryResult(
                 query,
                 QueryStatus.UNREACHABLE,
@@ -96,7 +162,7 @@ class PrometheusClient:
                 error=f"HTTP {response.status_code}",
             )
         if body.get("status") != "success":
-            self.query_errors += 1
+            self._failed(QueryStatus.QUERY_ERROR)
             error = f"{body.get('errorType', 'HTTP ' + str(response.status_code))}: "
             error += str(body.get("error", response.text[:200]))
             return QueryResult(

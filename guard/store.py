@@ -44,7 +44,12 @@ from guard.models import (
 from strategies.base import Action, Transition
 
 TIMESTAMP_FIELDS = tuple(RolloutTimestamps.model_fields)
-EXPOSED_STRATEGY_STATE = ("stable_revision", "stable_hash", "candidate_serving_at")
+EXPOSED_STRATEGY_STATE = (
+    "stable_revision",
+    "stable_hash",
+    "candidate_hash",
+    "candidate_serving_at",
+)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from analyzers.base import AnalysisResult
-from analyzers.policy import escalate
+from analyzers.base import Observation
+from analyzers.policy import PolicyState, evaluate
 from guard.config import AnalysisConfig
 from guard.kube import DeploymentSnapshot
 from guard.models import (
@@ -70,8 +70,7 @@ class RolloutContext:
     now: datetime
     config: AnalysisConfig
     deployment: DeploymentSnapshot | None = None
-    analysis: AnalysisResult | None = None
-    analysis_at: datetime | None = None
+    observation: Observation | None = None
 
 
 @dataclass
@@ -87,6 +86,9 @@ class Transition:
     message: str | None = None
     outcome_reason: str | None = None
     consumed_commands: list[ControlCommand] = field(default_factory=list)
+
+
+ALERT_ACTION = "hold: needs a human"
 
 
 class Strategy(Protocol):
@@ -119,36 +121,35 @@ class Judgement:
     timestamps: dict[str, datetime]
 
 
-def judge(ctx: RolloutContext, result: AnalysisResult, *, action: str = "none") -> Judgement:
-    """Apply the policy to this interval and remember the streak of breaches."""
+def judge(ctx: RolloutContext, observation: Observation) -> Judgement:
+    """Run the shared analysis policy on this interval and keep its memory in the state."""
     state = dict(ctx.strategy_state)
-    previous = Severity(state.get("breach_severity", Severity.NONE.value))
-    streak = int(state.get("breach_streak", 0))
-    no_evidence = result.severity is Severity.NONE and result.verdict in (
-        Verdict.HOLD,
-        Verdict.INCONCLUSIVE,
-    )
-    if not no_evidence:
-        streak = _streak(previous, streak, result.severity)
-        state.update(breach_severity=result.severity.value, breach_streak=streak)
-    verdict = result.verdict if no_evidence else escalate(result, streak, ctx.config)
-    at = ctx.analysis_at or ctx.now
+    evaluation = evaluate(observation, PolicyState.from_json(state.get("policy")), ctx.config)
+    state["policy"] = evaluation.state.to_json()
+    result = evaluation.result
+    at = observation.at
     timestamps: dict[str, datetime] = {}
-    if result.severity is not Severity.NONE:
+    if result.severity is not Severity.NONE and not result.excused:
         timestamps["first_bad_sample_at"] = first_bad_sample(ctx, at)
-    summary = result.summary
-    if streak > 1 and result.severity is not Severity.NONE:
+    summary = "; ".join([result.summary, *evaluation.notes])
+    streak = evaluation.state.breach_streak
+    if streak > 1 and result.severity is not Severity.NONE and not result.excused:
         summary += f" ({streak} intervals in a row)"
     decision = Decision(
         at=at,
-        verdict=verdict,
+        verdict=evaluation.verdict,
         severity=result.severity,
         summary=summary,
-        action=action,
+        action=ALERT_ACTION if evaluation.alert else "none",
         step=ctx.step,
         evidence=list(result.evidence),
     )
-    return Judgement(verdict, decision, state, timestamps)
+    return Judgement(evaluation.verdict, decision, state, timestamps)
+
+
+def reset_policy(strategy_state: dict[str, Any]) -> dict[str, Any]:
+    """A new step judges its own traffic: forget the previous step's totals and streaks."""
+    return {k: v for k, v in strategy_state.items() if k != "policy"}
 
 
 def first_bad_sample(ctx: RolloutContext, analysed_at: datetime) -> datetime:
@@ -162,15 +163,6 @@ def first_bad_sample(ctx: RolloutContext, analysed_at: datetime) -> datetime:
     if serving is None:
         return window_start
     return max(window_start, datetime.fromisoformat(serving))
-
-
-def _streak(previous: Severity, streak: int, severity: Severity) -> int:
-    """Intervals in a row at `severity` or worse; one without data neither adds nor breaks."""
-    if severity is Severity.NONE:
-        return 0
-    if streak > 0 and previous.rank >= severity.rank:
-        return streak + 1
-    return 1
 
 
 def operational_decision(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from analyzers.base import Observation
 from guard.models import ControlCommand, Evidence, RolloutState, Verdict
 
 from .base import (
@@ -57,8 +58,8 @@ class RollingStrategy:
             return _fail(ctx, f"deployment {_target(ctx)} disappeared during the rollout")
         if ctx.deployment.progress_deadline_exceeded:
             return _progress_deadline(ctx)
-        if ctx.analysis is not None:
-            return _analysed(ctx)
+        if ctx.observation is not None:
+            return _analysed(ctx, ctx.observation)
         return _commands_and_progress(ctx)
 
 
@@ -153,9 +154,9 @@ def _commands_and_progress(ctx: RolloutContext) -> Transition:
     return stay(ctx, step=ANALYSING)
 
 
-def _analysed(ctx: RolloutContext) -> Transition:
-    assert ctx.analysis is not None and ctx.deployment is not None
-    judgement = judge(ctx, ctx.analysis)
+def _analysed(ctx: RolloutContext, observation: Observation) -> Transition:
+    assert ctx.deployment is not None
+    judgement = judge(ctx, observation)
     state = judgement.strategy_state
     if judgement.verdict is Verdict.ROLLBACK:
         decision = judgement.decision.model_copy(update={"action": "rollback started"})
@@ -305,12 +306,17 @@ def _candidate_hash(ctx: RolloutContext) -> str | None:
 
 def _note_serving(ctx: RolloutContext) -> RolloutContext:
     """Remember when the new version first took traffic: the earliest a fault can show."""
-    if "candidate_serving_at" in ctx.strategy_state or _candidate_hash(ctx) is None:
+    candidate = _candidate_hash(ctx)
+    if "candidate_serving_at" in ctx.strategy_state or candidate is None:
         return ctx
     current = ctx.deployment.current_replica_set if ctx.deployment else None
     if current is None or current.available_replicas == 0:
         return ctx
-    serving = {**ctx.strategy_state, "candidate_serving_at": ctx.now.isoformat()}
+    serving = {
+        **ctx.strategy_state,
+        "candidate_hash": candidate,
+        "candidate_serving_at": ctx.now.isoformat(),
+    }
     return replace(ctx, strategy_state=serving)
 
 

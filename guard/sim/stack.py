@@ -125,7 +125,6 @@ class SimulatedStack:
             "analysis": {
                 "interval_seconds": 2,
                 "window_seconds": max(5, 4 * self.settings.scrape_interval_seconds),
-                "min_requests": 50,
                 "healthy_intervals_to_promote": 3,
                 **analysis,
             },

@@ -28,9 +28,13 @@ def test_good_release_is_promoted(stack: SimulatedStack, guard: GuardProcess) ->
     healthy = [d for d in rollout["decisions"] if d["verdict"] in ("continue", "promote")]
     evidence = {e["metric"]: e for e in healthy[-1]["evidence"]}
     assert evidence["error_rate"]["value"] < 0.01
-    assert evidence["error_rate"]["query"].startswith("(sum(rate(http_requests_total{")
-    assert 'pod=~"checkout-' in evidence["error_rate"]["query"]
-    assert evidence["request_count"]["value"] >= 50
+    new_hash = rollout["details"]["candidate_hash"]
+    assert evidence["error_rate"]["query"] == (
+        "sum by (namespace, pod_template_hash) (increase(http_requests_total"
+        f'{{namespace="shop",pod_template_hash="{new_hash}",code=~"5.."}}[5s]))'
+    )
+    assert evidence["error_rate"]["sample_count"] >= 20
+    assert evidence["error_rate"]["bound"] < 0.01
     assert evidence["error_rate"]["window_seconds"] == 5
     assert _at(rollout, "started_at") <= _at(rollout, "finished_at")
 
@@ -44,11 +48,13 @@ def test_bad_release_is_rolled_back_and_verified(
     assert rollout["outcome_reason"] == "analysis"
     assert stack.images() == {"checkout": "registry/checkout:1.4.1"}
     rollback = next(d for d in rollout["decisions"] if d["verdict"] == "rollback")
-    assert rollback["severity"] == "critical"
+    assert rollback["severity"] in ("critical", "high")
     error_rate = next(e for e in rollback["evidence"] if e["metric"] == "error_rate")
     assert error_rate["value"] > 0.05
-    assert error_rate["threshold"] == 0.05
-    assert error_rate["sample_count"] >= 50
+    assert error_rate["bound"] > error_rate["threshold"] >= 0.02
+    assert error_rate["sample_count"] >= 20
+    versus = next(e for e in rollback["evidence"] if e["metric"] == "error_rate_vs_baseline")
+    assert versus["p_value"] < 0.001
     first_bad = _at(rollout, "first_bad_sample_at")
     assert first_bad <= _at(rollout, "rollback_started_at") <= _at(rollout, "rollback_verified_at")
     assert _at(rollout, "rollback_verified_at") <= _at(rollout, "finished_at")

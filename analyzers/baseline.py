@@ -1,0 +1,111 @@
+"""Compare the new version with the stable one in the same interval.
+
+Absolute thresholds alone blame a release for an incident the whole platform is having; the
+baseline answers "is the new version worse than what already runs?" with one-sided tests: an
+exact binomial test of the error count against the stable version's rate, and Mann-Whitney on
+the latency histograms.
+"""
+
+from __future__ import annotations
+
+from guard.config import AnalysisConfig
+from guard.models import Evidence, Severity, Verdict
+
+from .base import AnalysisResult, Observation, TrackSample
+from .stats import binomial_sf, mann_whitney_binned, wilson_bounds, z_for
+from .thresholds import TIER_ORDER, tier_limit
+
+
+class BaselineAnalyzer:
+    """Severity of the stable version itself, and whether the new one is significantly worse.
+
+    The result's severity is the *stable* version's tier; `excused` says the stable version
+    breaches and the new one is no worse, so a breach of the new one is not its fault.
+    """
+
+    name = "baseline"
+
+    def analyze(self, observation: Observation, config: AnalysisConfig) -> AnalysisResult:
+        candidate, baseline = observation.candidate, observation.baseline
+        if baseline is None or baseline.requests < config.min_requests:
+            return AnalysisResult(Verdict.CONTINUE, Severity.NONE, "no baseline traffic to compare")
+        if candidate is None or candidate.requests <= 0:
+            return AnalysisResult(Verdict.CONTINUE, Severity.NONE, "no new-version traffic")
+        window = observation.window_seconds
+        evidence = [_error_test(candidate, baseline, config, window)]
+        latency = _latency_test(candidate, baseline, config, window)
+        if latency is not None:
+            evidence.append(latency)
+        stable = _stable_severity(baseline, config)
+        worse = [e for e in evidence if e.p_value is not None and e.p_value < config.significance]
+        excused = stable is not Severity.NONE and not worse
+        if excused:
+            summary = f"stable version breaching too ({stable.value}) and the new one is no worse"
+        elif worse:
+            summary = "new version significantly worse than stable: " + ", ".join(
+                e.metric for e in worse
+            )
+        else:
+            summary = "new version no worse than stable"
+        return AnalysisResult(Verdict.CONTINUE, stable, summary, evidence, excused=excused)
+
+
+def significantly_worse(result: AnalysisResult, metric: str, config: AnalysisConfig) -> bool:
+    """Whether the baseline test for `metric` ("error_rate" or "latency") says worse."""
+    for item in result.evidence:
+        if item.metric == f"{metric}_vs_baseline" and item.p_value is not None:
+            return item.p_value < config.significance
+    return True  # no test possible: nothing speaks against the absolute thresholds
+
+
+def _error_test(
+    candidate: TrackSample, baseline: TrackSample, config: AnalysisConfig, window: float
+) -> Evidence:
+    _, baseline_upper = wilson_bounds(baseline.errors, baseline.requests, z_for(config.confidence))
+    p_value = binomial_sf(candidate.errors, candidate.requests, baseline_upper)
+    return Evidence(
+        metric="error_rate_vs_baseline",
+        query=baseline.queries.get("errors"),
+        value=candidate.error_rate,
+        threshold=baseline.error_rate,
+        bound=baseline_upper,
+        p_value=p_value,
+        sample_count=candidate.requests,
+        window_seconds=window,
+        note=f"exact binomial test against the stable rate's upper bound; "
+        f"stable {baseline.errors:.0f}/{baseline.requests:.0f}",
+    )
+
+
+def _latency_test(
+    candidate: TrackSample, baseline: TrackSample, config: AnalysisConfig, window: float
+) -> Evidence | None:
+    if not candidate.latency_buckets or not baseline.latency_buckets:
+        return None
+    test = mann_whitney_binned(candidate.latency_buckets, baseline.latency_buckets)
+    if test is None:
+        return None
+    z, p_value = test
+    quantile = config.latency_quantile
+    return Evidence(
+        metric="latency_vs_baseline",
+        query=baseline.queries.get("latency_buckets"),
+        value=candidate.latency_at(quantile),
+        threshold=baseline.latency_at(quantile),
+        statistic=z,
+        p_value=p_value,
+        sample_count=candidate.requests,
+        window_seconds=window,
+        note="one-sided Mann-Whitney U on histogram buckets",
+    )
+
+
+def _stable_severity(baseline: TrackSample, config: AnalysisConfig) -> Severity:
+    rate = baseline.error_rate or 0.0
+    latency = baseline.latency_at(config.latency_quantile)
+    for severity in TIER_ORDER:
+        if rate > tier_limit(config, severity, "error_rate"):
+            return severity
+        if latency is not None and latency > tier_limit(config, severity, "latency"):
+            return severity
+    return Severity.NONE
