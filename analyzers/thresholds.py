@@ -37,6 +37,12 @@ class ThresholdAnalyzer:
         if severity is Severity.NONE and latency.value is None:
             summary = f"no latency data over {sample.requests:.0f} requests"
             return AnalysisResult(Verdict.INCONCLUSIVE, severity, summary, evidence)
+        if severity is Severity.NONE and not _surely_not_critical(observation, sample, config):
+            summary = (
+                f"no breach, but {sample.requests:.0f} requests cannot yet rule out "
+                f"{config.tiers.critical.error_rate:.0%} errors"
+            )
+            return AnalysisResult(Verdict.INCONCLUSIVE, severity, summary, evidence)
         verdict = verdict_for(severity)
         return AnalysisResult(verdict, severity, summarize(evidence, severity, scope), evidence)
 
@@ -77,6 +83,15 @@ def _enough(observation: Observation, config: AnalysisConfig) -> tuple[TrackSamp
     if total is not None and total.requests >= config.min_requests:
         return total, "step"
     return None, ""
+
+
+def _surely_not_critical(
+    observation: Observation, sample: TrackSample, config: AnalysisConfig
+) -> bool:
+    """Promotion needs evidence of health: the upper bound of errors below the critical tier."""
+    evidence = observation.candidate_total or sample
+    _, high = wilson_bounds(evidence.errors, evidence.requests, z_for(config.confidence))
+    return high < config.tiers.critical.error_rate
 
 
 def _inconclusive(observation: Observation, config: AnalysisConfig) -> AnalysisResult:

@@ -165,6 +165,101 @@ def demo(
     raise typer.Exit(run_demo(scrape_interval=scrape_interval, analysis_interval=analysis_interval))
 
 
+@app.command()
+def backtest(
+    files: Annotated[list[Path] | None, typer.Argument(help="Scenario files (JSON)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config with the thresholds")] = None,
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "json",
+    from_prometheus: Annotated[str | None, typer.Option(help="Replay a past window")] = None,
+    service: Annotated[str | None, typer.Option(help="Service for per-service config")] = None,
+    namespace: Annotated[str | None, typer.Option(help="With --from-prometheus")] = None,
+    candidate: Annotated[str | None, typer.Option(help="New version's pod-template-hash")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Stable version's pod-template-hash")] = None,
+    start: Annotated[str | None, typer.Option(help="ISO 8601 start of the window")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO 8601 end of the window")] = None,
+) -> None:
+    """Replay recorded metrics through the guard's analyzers and policy; no cluster needed."""
+    from guard import backtest as bt
+
+    if output not in ("json", "table"):
+        _bad_input(f"--format {output!r}: expected json or table")
+    settings = _load(config)
+    try:
+        if from_prometheus:
+            scenarios = [_prometheus_scenario(settings, from_prometheus, service, namespace,
+                                              candidate, baseline, start, end)]  # fmt: skip
+        elif files:
+            scenarios = []
+            for file in files:
+                scenario = bt.load_scenario(file)
+                quantile = settings.analysis_for(scenario.service or "").latency_quantile
+                scenarios.append(bt.load_scenario(file, quantile) if quantile != 0.99 else scenario)
+        else:
+            _bad_input("give scenario FILEs or --from-prometheus URL")
+    except bt.ScenarioError as exc:
+        _bad_input(str(exc))
+    for scenario in scenarios:
+        result = bt.replay(scenario, settings.analysis_for(scenario.service or ""))
+        lines = bt.json_lines(result) if output == "json" else bt.table_lines(result)
+        for line in lines:
+            typer.echo(line)
+
+
+def _prometheus_scenario(
+    settings: Any,
+    url: str,
+    service: str | None,
+    namespace: str | None,
+    candidate: str | None,
+    baseline: str | None,
+    start: str | None,
+    end: str | None,
+) -> Any:
+    import asyncio
+
+    from guard import backtest as bt
+    from guard.prometheus import PrometheusClient
+
+    missing = [
+        f"--{name}"
+        for name, value in (
+            ("service", service),
+            ("namespace", namespace),
+            ("candidate", candidate),
+            ("start", start),
+            ("end", end),
+        )  # fmt: skip
+        if not value
+    ]
+    if missing:
+        _bad_input(f"--from-prometheus needs {', '.join(missing)}")
+    assert service and namespace and candidate and start and end
+    try:
+        window = (datetime.fromisoformat(start), datetime.fromisoformat(end))
+    except ValueError as exc:
+        _bad_input(f"--start/--end: {exc}; use ISO 8601 with a time zone")
+    if window[0].tzinfo is None or window[1].tzinfo is None or window[0] >= window[1]:
+        _bad_input("--start/--end: need time zones and start before end")
+
+    async def load() -> Any:
+        client = PrometheusClient(url, timeout_seconds=settings.prometheus.timeout_seconds)
+        try:
+            return await bt.scenario_from_prometheus(
+                client,
+                settings.analysis_for(service),
+                service=service,
+                namespace=namespace,
+                candidate=candidate,
+                baseline=baseline,
+                start=window[0],
+                end=window[1],
+            )
+        finally:
+            await client.close()
+
+    return asyncio.run(load())
+
+
 def _watch(client: httpx.Client, rollout_id: str, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     seen_decisions = 0

@@ -9,6 +9,7 @@ fanned out to each rollout.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -180,14 +181,14 @@ def _buckets(
     for metric, value in result.series:
         key = (metric.get(labels[0], ""), metric.get(labels[1], ""))
         grouped[key][float(metric.get("le", "+Inf"))] = value
-    return {key: _monotonic(sorted(bounds.items())) for key, bounds in grouped.items()}
+    return {key: monotonic_buckets(sorted(bounds.items())) for key, bounds in grouped.items()}
 
 
-def _monotonic(buckets: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+def monotonic_buckets(buckets: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
     """increase() extrapolates each bucket alone; make the cumulative counts non-decreasing."""
     fixed, highest = [], 0.0
     for bound, count in buckets:
-        highest = max(highest, count)
+        highest = max(highest, 0.0 if math.isnan(count) else count)
         fixed.append((bound, highest))
     return tuple(fixed)
 

@@ -50,6 +50,16 @@ class VectorResult:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class RangeResult:
+    """A range query: every series' labels and (timestamp, value) points."""
+
+    query: str
+    status: QueryStatus
+    series: tuple[tuple[dict[str, str], tuple[tuple[float, float], ...]], ...] = ()
+    error: str = ""
+
+
 class PrometheusClient:
     """Instant queries with a timeout; one shared connection pool per guard process."""
 
@@ -127,6 +137,33 @@ class PrometheusClient:
             if not math.isnan(float(item["value"][1]))
         )
         return VectorResult(query, QueryStatus.OK if series else QueryStatus.NO_DATA, series)
+
+    async def query_range(
+        self, query: str, *, start: datetime, end: datetime, step_seconds: float
+    ) -> RangeResult:
+        """Evaluate `query` at every step from start to end (one request for the window)."""
+        params = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{step_seconds:g}",
+        }
+        self.queries_sent += 1
+        try:
+            response = await self._client.post(f"{self._base_url}/api/v1/query_range", data=params)
+        except httpx.HTTPError as exc:
+            self._failed(QueryStatus.UNREACHABLE)
+            return RangeResult(query, QueryStatus.UNREACHABLE, error=_describe(exc))
+        body: dict[str, Any] = response.json() if response.content else {}
+        if body.get("status") != "success":
+            self._failed(QueryStatus.QUERY_ERROR)
+            error = f"{body.get('errorType', 'HTTP ' + str(response.status_code))}: "
+            return RangeResult(query, QueryStatus.QUERY_ERROR, error=error + str(body.get("error")))
+        series = tuple(
+            (item["metric"], tuple((float(ts), float(v)) for ts, v in item["values"]))
+            for item in body["data"]["result"]
+        )
+        return RangeResult(query, QueryStatus.OK if series else QueryStatus.NO_DATA, series)
 
     async def query_scalar(self, query: str, *, at: datetime | None = None) -> QueryResult:
         """Evaluate `query` at `at` (now by default) and reduce it to one number.

@@ -1,4 +1,7 @@
-"""RollingStrategy.step as a pure state machine: snapshots and analysis in, transition out."""
+"""RollingStrategy.step as a pure state machine: snapshots and observations in, transition out.
+
+Observations carry request and error counts; the real analyzers and policy judge them.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from analyzers.base import AnalysisResult
+from analyzers.base import Observation, TrackSample
 from guard.config import AnalysisConfig
 from guard.kube import DeploymentSnapshot, ReplicaSetSnapshot
 from guard.models import (
     ControlCommand,
-    Evidence,
     RolloutRequest,
     RolloutState,
     Severity,
     Verdict,
 )
-from strategies.base import Action, RolloutContext, Track, Transition
+from strategies.base import ALERT_ACTION, Action, RolloutContext, Track, Transition
 from strategies.rolling import RollingStrategy
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -33,6 +35,7 @@ CONFIG = AnalysisConfig(
 )
 STRATEGY = RollingStrategy()
 REQUEST = RolloutRequest(namespace="shop", deployment="checkout", images={"checkout": NEW_IMAGE})
+QUERIES = {"requests": "q_requests", "errors": "q_errors", "latency_buckets": "q_latency"}
 
 
 def template(image: str, pod_hash: str | None = None) -> dict[str, Any]:
@@ -151,31 +154,42 @@ def rolled_back() -> DeploymentSnapshot:
     )
 
 
-def healthy() -> AnalysisResult:
-    return AnalysisResult(Verdict.CONTINUE, Severity.NONE, "healthy: error rate 0.10%")
+def interval(requests: float, errors: float, latency: float = 0.2) -> Observation:
+    """One interval of the new version's traffic, judged by the real analyzers."""
+    sample = TrackSample(requests=requests, errors=errors, latency=latency, queries=QUERIES)
+    return Observation(at=T0, window_seconds=CONFIG.window_seconds, candidate=sample)
 
 
-def breach(severity: Severity) -> AnalysisResult:
-    verdict = Verdict.ROLLBACK if severity is Severity.CRITICAL else Verdict.HOLD
-    threshold = {Severity.CRITICAL: 0.05, Severity.HIGH: 0.02, Severity.MEDIUM: 0.01}[severity]
-    evidence = Evidence(
-        metric="error_rate",
-        query="q_error_rate",
-        value=threshold + 0.01,
-        threshold=threshold,
-        sample_count=600,
-        window_seconds=30,
-        severity=severity,
+def healthy() -> Observation:
+    """0.1 % errors over 1000 requests, 200 ms: no tier breached."""
+    return interval(1000, 1)
+
+
+# Errors out of 1000 requests whose lower 99 % Wilson bound falls in each tier:
+# 100 -> 8.0 % (> 5 %), 40 -> 2.8 % (2-5 %), 18 -> 1.05 % (1-2 %).
+BREACH_ERRORS = {Severity.CRITICAL: 100, Severity.HIGH: 40, Severity.MEDIUM: 18}
+
+
+def breach(severity: Severity) -> Observation:
+    return interval(1000, BREACH_ERRORS[severity])
+
+
+def unavailable() -> Observation:
+    return Observation(
+        at=T0,
+        window_seconds=CONFIG.window_seconds,
+        candidate=None,
+        unavailable=(("q", "connection refused"),),
     )
-    return AnalysisResult(verdict, severity, f"{severity.value}: error rate", [evidence])
 
 
-def unavailable() -> AnalysisResult:
-    return AnalysisResult(Verdict.HOLD, Severity.NONE, "metrics unavailable (unreachable)")
+def inconclusive() -> Observation:
+    """5 requests: fewer than min_requests (20) even summed over the step."""
+    return interval(5, 0)
 
 
-def inconclusive() -> AnalysisResult:
-    return AnalysisResult(Verdict.INCONCLUSIVE, Severity.NONE, "12 requests in 30s, need 50")
+def stamped(observation: Observation | None, now: datetime) -> Observation | None:
+    return replace(observation, at=now) if observation is not None else None
 
 
 def context(
@@ -184,7 +198,7 @@ def context(
     *,
     strategy_state: dict[str, Any] | None = None,
     commands: list[ControlCommand] | None = None,
-    analysis: AnalysisResult | None = None,
+    observation: Observation | None = None,
     step: str = "queued",
     now: datetime = T0,
     request: RolloutRequest = REQUEST,
@@ -200,8 +214,7 @@ def context(
         now=now,
         config=config,
         deployment=deployment,
-        analysis=analysis,
-        analysis_at=now if analysis is not None else None,
+        observation=stamped(observation, now),
     )
 
 
@@ -210,7 +223,7 @@ def after(
     transition: Transition,
     deployment: DeploymentSnapshot | None,
     *,
-    analysis: AnalysisResult | None = None,
+    observation: Observation | None = None,
     commands: list[ControlCommand] | None = None,
     seconds: float = 10,
 ) -> RolloutContext:
@@ -225,8 +238,7 @@ def after(
         commands=left + [c for c in commands or [] if c not in left],
         now=now,
         deployment=deployment,
-        analysis=analysis,
-        analysis_at=now if analysis is not None else None,
+        observation=stamped(observation, now),
     )
 
 
@@ -238,14 +250,14 @@ def started() -> tuple[RolloutContext, Transition]:
 def progressing_ctx(
     deployment: DeploymentSnapshot,
     *,
-    analysis: AnalysisResult | None = None,
+    observation: Observation | None = None,
     commands: list[ControlCommand] | None = None,
     state: RolloutState = RolloutState.PROGRESSING,
     **extra_state: Any,
 ) -> RolloutContext:
     ctx, transition = started()
     assert transition.state is RolloutState.PROGRESSING
-    next_ctx = after(ctx, transition, deployment, analysis=analysis, commands=commands)
+    next_ctx = after(ctx, transition, deployment, observation=observation, commands=commands)
     return replace(next_ctx, state=state, strategy_state={**next_ctx.strategy_state, **extra_state})
 
 
@@ -345,7 +357,7 @@ def test_nothing_is_analysed_while_rolling_back() -> None:
 
 
 def test_critical_analysis_rolls_back_to_the_stable_template() -> None:
-    ctx = progressing_ctx(rolling(), analysis=breach(Severity.CRITICAL))
+    ctx = progressing_ctx(rolling(), observation=breach(Severity.CRITICAL))
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.ROLLING_BACK
     assert transition.actions == [
@@ -359,15 +371,20 @@ def test_critical_analysis_rolls_back_to_the_stable_template() -> None:
     assert decision.verdict is Verdict.ROLLBACK
     assert decision.severity is Severity.CRITICAL
     assert decision.action == "rollback started"
-    assert decision.evidence == breach(Severity.CRITICAL).evidence
-    assert decision.evidence[0].threshold == 0.05
+    errors = next(e for e in decision.evidence if e.metric == "error_rate")
+    assert errors.query == "q_errors"
+    assert errors.value == 0.1
+    assert errors.threshold == 0.05
+    assert errors.severity is Severity.CRITICAL
+    assert errors.sample_count == 1000
+    assert errors.bound is not None and errors.bound > 0.05
     assert transition.timestamps["rollback_started_at"] == ctx.now
     assert transition.timestamps["first_bad_sample_at"] == ctx.now
     assert transition.strategy_state["rollback_reason"] == "analysis"
 
 
 def test_high_twice_in_a_row_rolls_back() -> None:
-    ctx = progressing_ctx(rolling(), analysis=breach(Severity.HIGH))
+    ctx = progressing_ctx(rolling(), observation=breach(Severity.HIGH))
     first = STRATEGY.step(ctx)
     assert first.state is RolloutState.PROGRESSING
     assert first.actions == []
@@ -375,7 +392,7 @@ def test_high_twice_in_a_row_rolls_back() -> None:
     assert first.decision.verdict is Verdict.HOLD
     assert first.timestamps["first_bad_sample_at"] == ctx.now
 
-    second_ctx = after(ctx, first, rolling(), analysis=breach(Severity.HIGH))
+    second_ctx = after(ctx, first, rolling(), observation=breach(Severity.HIGH))
     second = STRATEGY.step(second_ctx)
     assert second.state is RolloutState.ROLLING_BACK
     assert kinds(second) == ["restore_template"]
@@ -385,12 +402,12 @@ def test_high_twice_in_a_row_rolls_back() -> None:
 
 
 def test_high_healthy_high_does_not_roll_back() -> None:
-    ctx = progressing_ctx(rolling(), analysis=breach(Severity.HIGH))
+    ctx = progressing_ctx(rolling(), observation=breach(Severity.HIGH))
     first = STRATEGY.step(ctx)
-    ctx = after(ctx, first, rolling(), analysis=healthy())
+    ctx = after(ctx, first, rolling(), observation=healthy())
     second = STRATEGY.step(ctx)
     assert second.state is RolloutState.PROGRESSING
-    ctx = after(ctx, second, rolling(), analysis=breach(Severity.HIGH))
+    ctx = after(ctx, second, rolling(), observation=breach(Severity.HIGH))
     third = STRATEGY.step(ctx)
     assert third.state is RolloutState.PROGRESSING
     assert third.actions == []
@@ -399,11 +416,11 @@ def test_high_healthy_high_does_not_roll_back() -> None:
 
 
 def test_medium_rolls_back_at_its_count() -> None:
-    ctx = progressing_ctx(rolling(), analysis=breach(Severity.MEDIUM))
+    ctx = progressing_ctx(rolling(), observation=breach(Severity.MEDIUM))
     for _ in range(2):
         transition = STRATEGY.step(ctx)
         assert transition.state is RolloutState.PROGRESSING
-        ctx = after(ctx, transition, rolling(), analysis=breach(Severity.MEDIUM))
+        ctx = after(ctx, transition, rolling(), observation=breach(Severity.MEDIUM))
     assert STRATEGY.step(ctx).state is RolloutState.ROLLING_BACK
 
 
@@ -411,13 +428,13 @@ def test_medium_rolls_back_at_its_count() -> None:
 
 
 def test_promotes_only_after_n_healthy_intervals_with_the_update_complete() -> None:
-    ctx = progressing_ctx(rolled_out(), analysis=healthy())
+    ctx = progressing_ctx(rolled_out(), observation=healthy())
     for count in (1, 2):
         transition = STRATEGY.step(ctx)
         assert transition.state is RolloutState.PROGRESSING
         assert transition.strategy_state["healthy_intervals"] == count
         assert transition.step == f"analysing ({count}/3 healthy)"
-        ctx = after(ctx, transition, rolled_out(), analysis=healthy())
+        ctx = after(ctx, transition, rolled_out(), observation=healthy())
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PROMOTED
     assert transition.outcome_reason == "promoted"
@@ -428,12 +445,12 @@ def test_promotes_only_after_n_healthy_intervals_with_the_update_complete() -> N
 
 
 def test_healthy_intervals_during_the_update_do_not_count() -> None:
-    ctx = progressing_ctx(rolling(), analysis=healthy())
+    ctx = progressing_ctx(rolling(), observation=healthy())
     for _ in range(5):
         transition = STRATEGY.step(ctx)
         assert transition.state is RolloutState.PROGRESSING
         assert transition.strategy_state["healthy_intervals"] == 0
-        ctx = after(ctx, transition, rolling(), analysis=healthy())
+        ctx = after(ctx, transition, rolling(), observation=healthy())
     # The update completes: counting starts from one.
     ctx = replace(ctx, deployment=rolled_out())
     transition = STRATEGY.step(ctx)
@@ -449,7 +466,7 @@ def test_a_tick_without_analysis_never_promotes() -> None:
 
 
 def test_metrics_unavailable_never_promotes_and_resets_the_count() -> None:
-    ctx = progressing_ctx(rolled_out(), analysis=unavailable(), healthy_intervals=2)
+    ctx = progressing_ctx(rolled_out(), observation=unavailable(), healthy_intervals=2)
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PROGRESSING
     assert transition.actions == []
@@ -459,7 +476,7 @@ def test_metrics_unavailable_never_promotes_and_resets_the_count() -> None:
 
 
 def test_inconclusive_never_promotes_and_resets_the_count() -> None:
-    ctx = progressing_ctx(rolled_out(), analysis=inconclusive(), healthy_intervals=2)
+    ctx = progressing_ctx(rolled_out(), observation=inconclusive(), healthy_intervals=2)
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PROGRESSING
     assert transition.strategy_state["healthy_intervals"] == 0
@@ -478,7 +495,7 @@ def test_operator_promote_when_complete_promotes() -> None:
 
 
 def test_operator_promote_with_a_healthy_interval_promotes_at_once() -> None:
-    ctx = progressing_ctx(rolled_out(), analysis=healthy(), commands=[ControlCommand.PROMOTE])
+    ctx = progressing_ctx(rolled_out(), observation=healthy(), commands=[ControlCommand.PROMOTE])
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PROMOTED
     assert transition.consumed_commands == [ControlCommand.PROMOTE]
@@ -521,7 +538,7 @@ def test_progress_deadline_exceeded_rolls_back_with_evidence() -> None:
 
 
 def rolling_back_ctx(deployment: DeploymentSnapshot, reason: str = "analysis") -> RolloutContext:
-    ctx = progressing_ctx(rolling(), analysis=breach(Severity.CRITICAL))
+    ctx = progressing_ctx(rolling(), observation=breach(Severity.CRITICAL))
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.ROLLING_BACK
     assert transition.strategy_state["rollback_reason"] == "analysis"
@@ -593,18 +610,18 @@ def test_pause_pauses_the_deployment() -> None:
 
 def test_no_promotion_while_paused() -> None:
     ctx = progressing_ctx(
-        rolled_out(), analysis=healthy(), state=RolloutState.PAUSED, healthy_intervals=10
+        rolled_out(), observation=healthy(), state=RolloutState.PAUSED, healthy_intervals=10
     )
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PAUSED
     assert transition.actions == []
     # Not even on the operator's say-so: resume first.
-    ctx = replace(ctx, analysis=None, analysis_at=None, commands=[ControlCommand.PROMOTE])
+    ctx = replace(ctx, observation=None, commands=[ControlCommand.PROMOTE])
     assert STRATEGY.step(ctx).state is RolloutState.PAUSED
 
 
 def test_analysis_continues_while_paused_and_can_roll_back() -> None:
-    ctx = progressing_ctx(rolling(), state=RolloutState.PAUSED, analysis=breach(Severity.CRITICAL))
+    ctx = progressing_ctx(rolling(), state=RolloutState.PAUSED, observation=breach(Severity.CRITICAL))
     assert STRATEGY.analysis_target(ctx) is not None
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.ROLLING_BACK
@@ -656,19 +673,22 @@ def test_pause_and_resume_queued_while_paused_resume_for_good() -> None:
 
 
 def test_an_interval_without_data_neither_breaks_nor_extends_a_breach_streak() -> None:
-    ctx = progressing_ctx(rolling(), analysis=breach(Severity.HIGH))
+    ctx = progressing_ctx(rolling(), observation=breach(Severity.HIGH))
     first = STRATEGY.step(ctx)
-    ctx = after(ctx, first, rolling(), analysis=unavailable())
+    ctx = after(ctx, first, rolling(), observation=unavailable())
     outage = STRATEGY.step(ctx)
     assert outage.state is RolloutState.PROGRESSING
-    assert outage.strategy_state["breach_streak"] == 1
-    ctx = after(ctx, outage, rolling(), analysis=breach(Severity.HIGH))
+    assert outage.decision is not None
+    assert outage.decision.verdict is Verdict.HOLD
+    assert outage.strategy_state["policy"]["breach_streak"] == 1
+    assert outage.strategy_state["policy"]["breach_severity"] == "high"
+    ctx = after(ctx, outage, rolling(), observation=breach(Severity.HIGH))
     assert STRATEGY.step(ctx).state is RolloutState.ROLLING_BACK
 
 
 def test_healthy_intervals_do_not_count_while_paused() -> None:
     ctx = progressing_ctx(
-        rolled_out(), analysis=healthy(), state=RolloutState.PAUSED, healthy_intervals=2
+        rolled_out(), observation=healthy(), state=RolloutState.PAUSED, healthy_intervals=2
     )
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PAUSED
@@ -677,7 +697,7 @@ def test_healthy_intervals_do_not_count_while_paused() -> None:
 
 def test_a_pause_arriving_with_the_last_healthy_interval_wins_over_promotion() -> None:
     ctx = progressing_ctx(
-        rolled_out(), analysis=healthy(), commands=[ControlCommand.PAUSE], healthy_intervals=2
+        rolled_out(), observation=healthy(), commands=[ControlCommand.PAUSE], healthy_intervals=2
     )
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.PAUSED
@@ -686,12 +706,45 @@ def test_a_pause_arriving_with_the_last_healthy_interval_wins_over_promotion() -
 
 def test_first_bad_sample_is_bounded_by_when_the_new_version_started_serving() -> None:
     ctx, start = started()
-    serving_ctx = after(ctx, start, rolling(), analysis=healthy(), seconds=100)
+    serving_ctx = after(ctx, start, rolling(), observation=healthy(), seconds=100)
     serving = STRATEGY.step(serving_ctx)
     assert serving.strategy_state["candidate_serving_at"] == serving_ctx.now.isoformat()
 
-    soon = after(serving_ctx, serving, rolling(), analysis=breach(Severity.HIGH), seconds=5)
+    soon = after(serving_ctx, serving, rolling(), observation=breach(Severity.HIGH), seconds=5)
     assert STRATEGY.step(soon).timestamps["first_bad_sample_at"] == serving_ctx.now
-    late = after(serving_ctx, serving, rolling(), analysis=breach(Severity.HIGH), seconds=300)
+    late = after(serving_ctx, serving, rolling(), observation=breach(Severity.HIGH), seconds=300)
     window_start = late.now - timedelta(seconds=CONFIG.window_seconds)
     assert STRATEGY.step(late).timestamps["first_bad_sample_at"] == window_start
+
+
+def test_metrics_unavailable_past_the_limit_holds_and_alerts_once() -> None:
+    ctx = progressing_ctx(rolled_out(), observation=unavailable())
+    alerts = []
+    for _ in range(16):  # 150 s of outage at 10 s a tick; the limit is 120 s
+        transition = STRATEGY.step(ctx)
+        assert transition.state is RolloutState.PROGRESSING
+        assert transition.decision is not None
+        assert transition.decision.verdict is Verdict.HOLD
+        alerts.append(transition.decision.action == ALERT_ACTION)
+        ctx = after(ctx, transition, rolled_out(), observation=unavailable())
+    assert alerts.count(True) == 1
+    assert alerts.index(True) == 12  # the tick 120 s after the first unavailable one
+
+
+def test_a_breach_the_stable_version_shares_holds_and_alerts_never_rolls_back() -> None:
+    stable = TrackSample(requests=10_000, errors=660, latency=0.2)  # 6.6 %: a platform incident
+    incident = replace(interval(1000, 70), baseline=stable)  # the new version: 7 %
+    ctx = progressing_ctx(rolled_out(), observation=incident, healthy_intervals=2)
+    actions = []
+    for _ in range(5):
+        transition = STRATEGY.step(ctx)
+        assert transition.state is RolloutState.PROGRESSING
+        assert transition.actions == []
+        assert transition.decision is not None
+        assert transition.decision.verdict is Verdict.HOLD
+        assert "platform incident" in transition.decision.summary
+        assert "first_bad_sample_at" not in transition.timestamps
+        assert transition.strategy_state["healthy_intervals"] == 0
+        actions.append(transition.decision.action)
+        ctx = after(ctx, transition, rolled_out(), observation=incident)
+    assert actions == [ALERT_ACTION, "none", "none", "none", "none"]
