@@ -37,7 +37,7 @@ class BaselineAnalyzer:
         if latency is not None:
             evidence.append(latency)
         stable = _stable_severity(baseline, config)
-        worse = [e for e in evidence if e.p_value is not None and e.p_value < config.significance]
+        worse = [e for e in evidence if _worse(e, config)]
         excused = stable is not Severity.NONE and not worse
         if excused:
             summary = f"stable version breaching too ({stable.value}) and the new one is no worse"
@@ -54,8 +54,17 @@ def significantly_worse(result: AnalysisResult, metric: str, config: AnalysisCon
     """Whether the baseline test for `metric` ("error_rate" or "latency") says worse."""
     for item in result.evidence:
         if item.metric == f"{metric}_vs_baseline" and item.p_value is not None:
-            return item.p_value < config.significance
+            return _worse(item, config)
     return True  # no test possible: nothing speaks against the absolute thresholds
+
+
+def _worse(item: Evidence, config: AnalysisConfig) -> bool:
+    """Significant, and worse where it counts: a shifted histogram with an equal tail is not."""
+    if item.p_value is None or item.p_value >= config.significance:
+        return False
+    if item.value is None or item.threshold is None:
+        return True
+    return item.value > item.threshold
 
 
 def _error_test(

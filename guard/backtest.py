@@ -17,8 +17,8 @@ from typing import Any, TypeGuard
 
 from analyzers.base import Observation, TrackSample
 from analyzers.policy import PolicyState, evaluate
-from guard.config import AnalysisConfig
-from guard.measure import monotonic_buckets, render, selector_for
+from guard.config import AnalysisConfig, GuardConfig, Queries
+from guard.measure import monotonic_buckets, render, selector_for, track_queries
 from guard.models import Evidence, Severity, Verdict
 from guard.prometheus import PrometheusClient, QueryStatus, RangeResult
 
@@ -70,13 +70,16 @@ class Replay:
     decided_at: float | None = None
 
 
-def load_scenario(path: Path, quantile: float = 0.99) -> Scenario:
+def load_scenario(path: Path, config: GuardConfig) -> Scenario:
+    """Read and validate a scenario; its service picks the latency quantile from `config`."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from exc
+    service = raw.get("service") if isinstance(raw, dict) else None
+    quantile = config.analysis_for(service if isinstance(service, str) else "").latency_quantile
     return parse_scenario(raw, source=str(path), quantile=quantile)
 
 
@@ -183,7 +186,7 @@ def _sample(sample: dict[str, Any], where: str, quantile: float) -> tuple[float,
         raise ScenarioError(f"{where}.track: expected 'canary' or 'baseline', got {track!r}")
     requests, errors = _count(sample, "requests", where), _count(sample, "errors", where)
     if errors > requests:
-        raise ScenarioError(f"{where}.errors: {errors} errors > {requests} requests")
+        raise ScenarioError(f"{where}.errors: {errors:g} errors > {requests:g} requests")
     latency = _latency(sample.get("latency_seconds"), where, quantile)
     buckets = _buckets(sample.get("latency_buckets"), where)
     return t, track, TrackSample(requests, errors, latency, buckets)
@@ -264,7 +267,7 @@ async def scenario_from_prometheus(
         if answer.status in (QueryStatus.UNREACHABLE, QueryStatus.QUERY_ERROR):
             raise ScenarioError(f"--from-prometheus: {metric} query failed: {answer.error}")
         results[metric] = answer
-    points = _points(results, (queries.namespace_label, queries.revision_label))
+    points = _points(results, queries, namespace, config.interval_seconds)
     origin = start.timestamp()
     intervals = [
         Interval(
@@ -281,8 +284,9 @@ async def scenario_from_prometheus(
 
 
 def _points(
-    results: dict[str, RangeResult], labels: tuple[str, str]
+    results: dict[str, RangeResult], queries: Queries, namespace: str, window_seconds: float
 ) -> dict[tuple[float, str], TrackSample]:
+    labels = (queries.namespace_label, queries.revision_label)
     counts: dict[str, dict[tuple[float, str], float]] = {"requests": {}, "errors": {}}
     buckets: dict[tuple[float, str], dict[float, float]] = {}
     for metric in ("requests", "errors"):
@@ -299,5 +303,6 @@ def _points(
             continue
         errors = min(counts["errors"].get(key, 0.0), requests)
         cumulative = monotonic_buckets(sorted(buckets.get(key, {}).items()))
-        samples[key] = TrackSample(requests, errors, latency_buckets=cumulative or None)
+        evidence_queries = track_queries(queries, window_seconds, (namespace, key[1]))
+        samples[key] = TrackSample(requests, errors, None, cumulative or None, evidence_queries)
     return samples

@@ -189,11 +189,7 @@ def backtest(
             scenarios = [_prometheus_scenario(settings, from_prometheus, service, namespace,
                                               candidate, baseline, start, end)]  # fmt: skip
         elif files:
-            scenarios = []
-            for file in files:
-                scenario = bt.load_scenario(file)
-                quantile = settings.analysis_for(scenario.service or "").latency_quantile
-                scenarios.append(bt.load_scenario(file, quantile) if quantile != 0.99 else scenario)
+            scenarios = [bt.load_scenario(file, settings) for file in files]
         else:
             _bad_input("give scenario FILEs or --from-prometheus URL")
     except bt.ScenarioError as exc:
@@ -228,7 +224,7 @@ def _prometheus_scenario(
             ("candidate", candidate),
             ("start", start),
             ("end", end),
-        )  # fmt: skip
+        )
         if not value
     ]
     if missing:

@@ -82,6 +82,7 @@ class Engine:
             ]
             now = self.clock()
             measuring = [p for p in prepared if p.target is not None and p.due]
+            queries_before = self.measurer.prometheus.queries_sent
             observations = await self.measurer.measure(
                 [
                     MeasureRequest(
@@ -92,6 +93,11 @@ class Engine:
                 ],
                 now,
             )
+            if measuring:
+                self.metrics.queries_last_tick.set(
+                    self.measurer.prometheus.queries_sent - queries_before
+                )
+                self.metrics.analysed_last_tick.set(len(measuring))
             decided = [
                 replace(p, ctx=replace(p.ctx, observation=observations.get(p.rollout.id)))
                 for p in prepared

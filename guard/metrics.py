@@ -39,6 +39,16 @@ class GuardMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.queries_last_tick = Gauge(
+            "guard_prometheus_queries_last_tick",
+            "PromQL queries the last analysing tick sent, for all its rollouts together.",
+            registry=self.registry,
+        )
+        self.analysed_last_tick = Gauge(
+            "guard_analysed_rollouts_last_tick",
+            "Rollouts the last analysing tick measured.",
+            registry=self.registry,
+        )
         self.active_rollouts = Gauge(
             "guard_active_rollouts", "Rollouts not yet ended.", registry=self.registry
         )
