@@ -98,7 +98,10 @@ def evaluate(observation: Observation, state: PolicyState, config: AnalysisConfi
     state = replace(state, alerted=False)
     streak = _streak(state, result.severity)
     state = replace(state, breach_severity=result.severity, breach_streak=streak)
-    return Evaluation(_escalate(result, streak, config), result, state)
+    verdict = _escalate(result, streak, config)
+    # A medium breach holds the step; on-call hears of it once, when the hold begins.
+    alert = verdict is Verdict.HOLD and result.severity is Severity.MEDIUM and streak == 1
+    return Evaluation(verdict, result, state, alert=alert)
 
 
 def analyze_interval(observation: Observation, config: AnalysisConfig) -> AnalysisResult:
