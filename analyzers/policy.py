@@ -86,7 +86,7 @@ class Evaluation:
 def evaluate(observation: Observation, state: PolicyState, config: AnalysisConfig) -> Evaluation:
     """Analyse one interval with everything the step has seen, then apply the rules."""
     state = _accumulate(state, observation.candidate)
-    observation = replace(observation, candidate_total=state.total)
+    observation = replace(observation, candidate_total=_with_latency(state.total, observation))
     result = analyze_interval(observation, config)
     if result.severity is Severity.NONE and result.verdict in (Verdict.HOLD, Verdict.INCONCLUSIVE):
         return _no_evidence(result, state, observation.at, config)
@@ -96,6 +96,12 @@ def evaluate(observation: Observation, state: PolicyState, config: AnalysisConfi
             Verdict.HOLD, result, replace(state, alerted=True), alert=not state.alerted
         )
     state = replace(state, alerted=False)
+    window = observation.candidate
+    if result.severity in (Severity.HIGH, Severity.MEDIUM) and (
+        window is None or window.requests < config.min_requests
+    ):
+        # Judged on the step's totals, which still hold the old breach: no new evidence.
+        return Evaluation(Verdict.HOLD, result, state)
     streak = _streak(state, result.severity)
     state = replace(state, breach_severity=result.severity, breach_streak=streak)
     verdict = _escalate(result, streak, config)
@@ -136,6 +142,14 @@ def _accumulate(state: PolicyState, sample: TrackSample | None) -> PolicyState:
         total_errors=total.errors,
         total_buckets=total.latency_buckets,
     )
+
+
+def _with_latency(total: TrackSample | None, observation: Observation) -> TrackSample | None:
+    """Totals keep buckets only; without buckets, carry this window's latency value over."""
+    window = observation.candidate
+    if total is None or total.latency_buckets or window is None or window.latency is None:
+        return total
+    return replace(total, latency=window.latency)
 
 
 def _no_evidence(

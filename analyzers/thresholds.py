@@ -77,7 +77,9 @@ def tier_limit(config: AnalysisConfig, severity: Severity, metric: str) -> float
 def _enough(observation: Observation, config: AnalysisConfig) -> tuple[TrackSample | None, str]:
     """This window if it holds enough requests, else everything since the step began."""
     window = observation.candidate
-    if window is not None and window.requests >= config.min_requests:
+    if window is None:
+        return None, ""
+    if window.requests >= config.min_requests:
         return window, "window"
     total = observation.candidate_total
     if total is not None and total.requests >= config.min_requests:

@@ -114,7 +114,7 @@ class AnalysisConfig(_Strict):
         description="A rate breaches a tier only if its lower confidence bound is above it",
     )
     significance: float = Field(
-        default=0.001,
+        default=0.00003,
         gt=0,
         le=0.2,
         description="p-value under which the new version is worse than the stable one",

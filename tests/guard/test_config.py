@@ -12,6 +12,7 @@ from guard.config import (
     AnalysisConfig,
     ConfigError,
     GuardConfig,
+    Queries,
     Tier,
     load_config,
     parse_config,
@@ -220,17 +221,84 @@ def test_unrelated_environment_variables_are_ignored() -> None:
 # --- query templates ------------------------------------------------------------------------
 
 
+def test_default_queries_are_batched_templates() -> None:
+    queries = Queries()
+    assert queries.namespace_label == "namespace"
+    assert queries.revision_label == "pod_template_hash"
+    for template in (queries.requests, queries.errors, queries.latency_buckets):
+        assert "{selector}" in template
+        assert "{group_by}" in template
+        assert "{window}" in template
+    assert 'code=~"5.."' in queries.errors
+    assert "le)" in queries.latency_buckets
+
+
 def test_unknown_placeholder_in_a_query_template_is_rejected() -> None:
-    problems = problems_of({"analysis": {"queries": {"latency": "up{job='{service}'}"}}})
+    template = "sum by ({group_by}) (up{{selector},job='{service}'})"
+    problems = problems_of({"analysis": {"queries": {"latency_buckets": template}}})
     assert len(problems) == 1
     assert problems[0].startswith("analysis.queries: ")
-    assert "latency: unknown placeholder {service}" in problems[0]
+    assert "latency_buckets: unknown placeholder {service}" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("missing", "template"),
+    [
+        ("{selector}", 'sum by ({group_by}) (increase(http_requests_total{job="x"}[{window}]))'),
+        ("{group_by}", "sum(increase(http_requests_total{{selector}}[{window}]))"),
+    ],
+)
+def test_a_template_without_selector_or_group_by_is_rejected(missing: str, template: str) -> None:
+    problems = problems_of({"analysis": {"queries": {"requests": template}}})
+    assert len(problems) == 1
+    assert problems[0].startswith("analysis.queries: ")
+    assert f"requests: must contain {missing} so rollouts can be batched" in problems[0]
+
+
+def test_a_template_without_window_is_accepted() -> None:
+    template = "sum by ({group_by}) (my_requests_30s{{selector}})"
+    config = parse_config({"analysis": {"queries": {"requests": template}}})
+    assert config.analysis.queries.requests == template
 
 
 def test_label_matcher_braces_are_not_placeholders() -> None:
-    template = 'sum(up{namespace="{namespace}",job="x"})'
-    config = parse_config({"analysis": {"queries": {"request_count": template}}})
-    assert config.analysis.queries.request_count == template
+    template = 'sum by ({group_by}) (increase(x{{selector},job="x",code=~"5.."}[{window}]))'
+    config = parse_config({"analysis": {"queries": {"errors": template}}})
+    assert config.analysis.queries.errors == template
+
+
+def test_custom_label_names_are_accepted() -> None:
+    config = parse_config(
+        {"analysis": {"queries": {"namespace_label": "k8s_ns", "revision_label": "_rev1"}}}
+    )
+    assert config.analysis.queries.namespace_label == "k8s_ns"
+    assert config.analysis.queries.revision_label == "_rev1"
+
+
+@pytest.mark.parametrize("label", ["pod-template-hash", "1abc", "", 'a"b', "ns}"])
+def test_invalid_label_names_are_rejected(label: str) -> None:
+    problems = problems_of({"analysis": {"queries": {"revision_label": label}}})
+    assert len(problems) == 1
+    assert problems[0].startswith("analysis.queries.revision_label: ")
+    assert "pattern" in problems[0]
+
+
+def test_unknown_query_key_suggests_the_right_one() -> None:
+    problems = problems_of({"analysis": {"queries": {"request": "x"}}})
+    assert len(problems) == 1
+    assert problems[0].startswith("analysis.queries.request: unknown key")
+    assert "did you mean 'requests'?" in problems[0]
+
+
+def test_evidence_settings_have_safe_defaults_and_bounds() -> None:
+    analysis = AnalysisConfig()
+    assert analysis.min_requests == 20
+    assert analysis.confidence == 0.99
+    assert analysis.significance == 0.00003
+    assert analysis.hold_alert_after_seconds == 120
+    assert problems_of({"analysis": {"confidence": 1.0}})[0].startswith("analysis.confidence: ")
+    assert problems_of({"analysis": {"significance": 0}})[0].startswith("analysis.significance: ")
+    assert problems_of({"analysis": {"min_requests": 0}})[0].startswith("analysis.min_requests: ")
 
 
 # --- YAML -----------------------------------------------------------------------------------

@@ -621,7 +621,9 @@ def test_no_promotion_while_paused() -> None:
 
 
 def test_analysis_continues_while_paused_and_can_roll_back() -> None:
-    ctx = progressing_ctx(rolling(), state=RolloutState.PAUSED, observation=breach(Severity.CRITICAL))
+    ctx = progressing_ctx(
+        rolling(), state=RolloutState.PAUSED, observation=breach(Severity.CRITICAL)
+    )
     assert STRATEGY.analysis_target(ctx) is not None
     transition = STRATEGY.step(ctx)
     assert transition.state is RolloutState.ROLLING_BACK

@@ -236,13 +236,24 @@ def test_json_patch_and_merge_patch(apps: client.AppsV1Api) -> None:
 def test_status_subresource_is_separate_from_spec(apps: client.AppsV1Api) -> None:
     sim_body = deployment("st", replicas=0)
     apps.create_namespaced_deployment(NS, sim_body)
-    d = apps.read_namespaced_deployment_status("st", NS)
-    generation = d.metadata.generation
-    d.status.conditions = [
-        client.V1DeploymentCondition(type="Custom", status="True", reason="Test")
-    ]
-    d.spec.replicas = 9  # ignored by the status endpoint
-    d = apps.replace_namespaced_deployment_status("st", NS, d)
+
+    def replace_status() -> Any:
+        # The controller writes status too: re-read and retry on 409, as real clients do.
+        for _ in range(20):
+            d = apps.read_namespaced_deployment_status("st", NS)
+            d.status.conditions = [
+                client.V1DeploymentCondition(type="Custom", status="True", reason="Test")
+            ]
+            d.spec.replicas = 9  # ignored by the status endpoint
+            try:
+                return apps.replace_namespaced_deployment_status("st", NS, d)
+            except client.ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise AssertionError("status replace kept conflicting")
+
+    generation = apps.read_namespaced_deployment("st", NS).metadata.generation
+    d = replace_status()
     assert d.spec.replicas == 0 and d.metadata.generation == generation
     assert any(c.type == "Custom" for c in d.status.conditions)
     d = apps.patch_namespaced_deployment_status("st", NS, {"status": {"collisionCount": 2}})
