@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,19 @@ def test_config_or_secret_change_rolls_the_pod() -> None:
 
     assert tuned["checksum/config"] != base["checksum/config"]
     assert with_secret["checksum/secret"] != base["checksum/secret"]
+
+
+def test_readme_values_example_renders_valid_objects() -> None:
+    readme = (CHART.parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(# deploy-guard-values\.yaml\n.*?)```", readme, re.DOTALL)
+    assert block is not None, "README lost its deploy-guard-values.yaml example"
+    rendered = render(yaml.safe_load(block.group(1)))
+
+    parse_config(rendered.guard_config)
+    for obj in rendered.objects:
+        if obj["kind"] != "ServiceMonitor":
+            kubernetes_validate.validate(obj, KUBE_VERSIONS[-1], strict=True)
+    assert [r["metadata"]["namespace"] for r in rendered.of_kind("Role")] == ["shop", "payments"]
 
 
 def test_image_defaults_to_the_app_version() -> None:
