@@ -223,6 +223,11 @@ def test_cluster_wide_rbac_grants_the_same_rules_cluster_wide() -> None:
     ]
 
 
+def test_cluster_wide_with_namespaces_fails() -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"leave it empty with rbac\.clusterWide"):
+        render({"rbac": {"clusterWide": True, "namespaces": ["shop"]}})
+
+
 def test_rbac_and_service_account_can_be_brought_by_the_platform() -> None:
     rendered = render(VARIANTS["no-rbac-existing-service-account"])
     kinds = {o["kind"] for o in rendered.objects}
