@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One API request. ``resource`` is "" for non-resource URLs such as ``/version``."""
+    """One API request. ``resource`` is "" for non-resource URLs such as ``/version``.
+
+    ``user_agent`` tells the guard's requests (the official client sends
+    ``OpenAPI-Generator/...``) from the simulated workload's own (``python-httpx/...``).
+    """
 
     method: str
     path: str
@@ -25,6 +29,7 @@ class RequestRecord:
     namespace: str | None
     name: str | None
     status: int
+    user_agent: str = ""
 
 
 @dataclass

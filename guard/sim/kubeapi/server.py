@@ -118,6 +118,7 @@ class Handler:
                 namespace=target.namespace if target else None,
                 name=target.name if target else None,
                 status=response.status_code,
+                user_agent=request.headers.get("user-agent", ""),
             )
         )
         return response

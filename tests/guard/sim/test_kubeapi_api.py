@@ -394,6 +394,17 @@ def test_watch_is_refused_with_a_status(sim: KubeApiSimulator) -> None:
     assert httpx.get(f"{sim.base_url}/healthz").text == "ok"
 
 
+def test_log_records_the_user_agent(sim: KubeApiSimulator, core: client.CoreV1Api) -> None:
+    core.list_namespaced_pod(NS)
+    official = sim.requests_log[-1]
+    httpx.get(f"{sim.base_url}/api/v1/namespaces/{NS}/pods")
+    plain = sim.requests_log[-1]
+
+    assert (official.verb, official.resource) == ("list", "pods")
+    assert official.user_agent.startswith("OpenAPI-Generator/")
+    assert plain.user_agent.startswith("python-httpx/")
+
+
 def test_patch_latency_is_a_few_milliseconds(apps: client.AppsV1Api) -> None:
     apps.create_namespaced_deployment(NS, deployment("fast"))
     timings = []
