@@ -25,9 +25,8 @@ CUSTOM_CONFIG: dict[str, Any] = {
         "healthy_intervals_to_promote": 5,
         "tiers": {"critical": {"error_rate": 0.1}, "medium": {"latency_seconds": 0.5}},
         "queries": {
-            "request_count": (
-                'sum(increase(http_server_requests_total{namespace="{namespace}",'
-                'pod=~"{workload}-{revision}-.*"}[{window}]))'
+            "requests": (
+                "sum by ({group_by}) (increase(http_server_requests_total{{selector}}[{window}]))"
             )
         },
     },

@@ -93,7 +93,7 @@ def test_custom_config_reaches_the_guard_unchanged() -> None:
     assert config.analysis.interval_seconds == 15
     assert config.analysis.tiers.critical.error_rate == 0.1
     assert config.analysis.tiers.critical.latency_seconds == 3.0  # the guard's default kept
-    assert config.analysis.queries.request_count.startswith("sum(increase(http_server_")
+    assert config.analysis.queries.requests.startswith("sum by ({group_by}) (increase(http_server_")
     checkout = config.analysis_for("checkout")
     assert checkout.tiers.high.error_rate == 0.03
     assert checkout.healthy_intervals_to_promote == 5
