@@ -253,6 +253,7 @@ def test_pause_blocks_rollout_until_resumed(apps: client.AppsV1Api) -> None:
         lambda: (
             (d := apps.read_namespaced_deployment("cron", NS))
             and progressing(d).reason == "DeploymentPaused"
+            and d.status.observed_generation == d.metadata.generation
             and d
         )
     )
