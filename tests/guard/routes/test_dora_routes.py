@@ -18,12 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from guard.api import create_app
+from guard.cli import dora_table
 from guard.config import parse_config
-from guard.models import Decision, Evidence, RolloutRequest, RolloutState, Severity, Verdict
+from guard.models import RolloutState
+from guard.sim.history import finished_rollout
 from guard.store import Store
-from strategies.base import Transition
 
-IMAGE = "registry.example.com/shop/checkout:1.4.2"
 KUBECONFIG = """
 apiVersion: v1
 kind: Config
@@ -54,119 +54,23 @@ def store_of(client: TestClient) -> Store:
     return store
 
 
-def measured(at: datetime, error_rate: float, verdict: Verdict, step: str) -> Decision:
-    return Decision(
-        at=at,
-        verdict=verdict,
-        severity=Severity.CRITICAL if error_rate > 0.05 else Severity.NONE,
-        summary=f"error rate {error_rate:.2%}",
-        step=step,
-        evidence=[
-            Evidence(metric="error_rate", value=error_rate, threshold=0.05, sample_count=400),
-            Evidence(metric="latency", value=0.25, threshold=3.0, sample_count=400),
-        ],
-    )
-
-
-def finished(
-    store: Store,
-    *,
-    started: datetime,
-    state: RolloutState,
-    minutes: float,
-    deployment: str = "checkout",
-    bad_after: float | None = None,
-    labels: dict[str, str] | None = None,
-    lead: timedelta | None = None,
-) -> str:
-    """One rollout from submission to its end, written as the engine writes it."""
-    request = RolloutRequest(
-        namespace="shop",
-        deployment=deployment,
-        images={"app": IMAGE},
-        commit_sha="9f2c1e7aa",
-        commit_time=started - lead if lead else None,
-        labels=labels or {},
-    )
-    view, _ = store.submit(request, idempotency_key=None, now=started - timedelta(seconds=1))
-    store.apply(
-        view.id,
-        Transition(
-            state=RolloutState.PROGRESSING,
-            step="updating",
-            strategy_state={},
-            timestamps={"started_at": started},
-            message="updating",
-        ),
-        analysed_at=None,
-        now=started,
-    )
-    first = started + timedelta(minutes=1)
-    store.apply(
-        view.id,
-        Transition(
-            state=RolloutState.PROGRESSING,
-            step="analysing",
-            strategy_state={},
-            decision=measured(first, 0.001, Verdict.CONTINUE, "analysing"),
-        ),
-        analysed_at=first,
-        now=first,
-    )
-    end = started + timedelta(minutes=minutes)
-    stamps: dict[str, datetime] = {"finished_at": end}
-    if bad_after is not None:
-        bad = started + timedelta(minutes=bad_after)
-        decided = bad + timedelta(minutes=1)
-        stamps |= {"first_bad_sample_at": bad, "rollback_started_at": decided}
-        store.apply(
-            view.id,
-            Transition(
-                state=RolloutState.ROLLING_BACK,
-                step="rolling back",
-                strategy_state={},
-                decision=measured(decided, 0.08, Verdict.ROLLBACK, "analysing"),
-                timestamps={"first_bad_sample_at": bad, "rollback_started_at": decided},
-                message="rolling back",
-            ),
-            analysed_at=decided,
-            now=decided,
-        )
-        stamps["rollback_verified_at"] = end
-    reason = {"promoted": "promoted", "rolled_back": "analysis", "aborted": "aborted"}
-    store.apply(
-        view.id,
-        Transition(
-            state=state,
-            step="done",
-            strategy_state={},
-            timestamps=stamps,
-            outcome_reason=reason.get(state.value, "error"),
-            message=state.value,
-        ),
-        analysed_at=None,
-        now=end,
-    )
-    return view.id
-
-
 @pytest.fixture
 def history(client: TestClient) -> dict[str, Any]:
     """Two days ago: a promoted change (lead 2 h, 10 min), a rolled-back one (restore 4 min),
     and a promoted search change."""
     store = store_of(client)
     base = datetime.now(UTC) - timedelta(days=2)
-    good = finished(
+    good = finished_rollout(
         store, started=base, state=RolloutState.PROMOTED, minutes=10, lead=timedelta(hours=2)
     )
-    bad = finished(
+    bad = finished_rollout(
         store,
         started=base + timedelta(hours=1),
         state=RolloutState.ROLLED_BACK,
         minutes=8,
         bad_after=4,
     )
-    search = finished(
+    search = finished_rollout(
         store,
         started=base + timedelta(hours=2),
         state=RolloutState.PROMOTED,
@@ -331,3 +235,19 @@ def test_dashboard_shows_the_api_figures(client: TestClient, history: dict[str, 
         assert f"/v1/rollouts/{rollout_id}/report?format=html" in page
     assert "<svg" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+
+
+def test_cli_table_renders_the_api_body(client: TestClient, history: dict[str, Any]) -> None:
+    table = dora_table(client.get("/v1/dora").json())
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == [
+        "group",
+        "deploys",
+        "per",
+    ]
+    assert lines[1].split()[:2] == ["all", "3"]
+    assert any(line.startswith("service:checkout") and "50.0 %" in line for line in lines)
+    assert "DORA Accelerate State of DevOps Report 2024" in table
+    assert any(
+        line.startswith("KPI change_failure_rate") and line.endswith("warn") for line in lines
+    )
