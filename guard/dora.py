@@ -576,12 +576,9 @@ def _summary_from(
 def weekly(rows: pd.DataFrame, window: Window) -> list[WeekPoint]:
     """Every week the window touches, empty weeks included, so a chart's x axis is honest."""
     first = _monday(window.start)
-    weeks: list[date] = []
-    cursor = first
-    while cursor < window.end.date():
-        weeks.append(cursor)
-        cursor += timedelta(days=7)
     origin = datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()
+    count = math.ceil((window.end.timestamp() - origin) / WEEK)
+    weeks = [first + timedelta(days=7 * i) for i in range(count)]
     index = np.floor((rows["started"].to_numpy() - origin) / WEEK).astype(np.int64)
     grouped = rows.assign(week=index).groupby("week")
     counts = grouped["deployment"].sum()

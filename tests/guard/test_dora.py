@@ -34,6 +34,7 @@ T2 = datetime(2026, 11, 3, 12, tzinfo=UTC)
 T3 = datetime(2026, 11, 10, 12, tzinfo=UTC)
 T4 = datetime(2026, 11, 11, 12, tzinfo=UTC)
 M = timedelta(minutes=1)
+HOUR_DELTA = timedelta(hours=1)
 
 
 def rec(rid: str, outcome: Outcome, started: datetime | None, **kw: object) -> DeploymentRecord:
@@ -314,3 +315,11 @@ def test_parse_window() -> None:
     for bad in ("", "30", "0d", "d30", "99999w", "3y"):
         with pytest.raises(ValueError, match="window"):
             parse_window(bad, now=NOW)
+
+
+def test_the_week_the_window_ends_in_is_charted_even_when_partial() -> None:
+    wednesday = NOW + timedelta(days=2)
+    today = rec("w1", Outcome.PROMOTED, wednesday - HOUR_DELTA, finished_at=wednesday)
+    weeks = report(build_frame([today]), Window(wednesday - timedelta(days=14), wednesday)).weekly
+    assert [w.week_start.isoformat() for w in weeks] == ["2026-11-09", "2026-11-16", "2026-11-23"]
+    assert weeks[-1].deployments == 1
