@@ -189,6 +189,8 @@ NA = "n/a"
 def fmt_seconds(value: float | None) -> str:
     if value is None:
         return NA
+    if value < 10:
+        return f"{value:.2f} s"
     if value < 120:
         return f"{value:.1f} s"
     if value < 7200:
@@ -211,12 +213,13 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 def sections(report: RolloutReport) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report's tables, shared by the Markdown and HTML renderings."""
     stamps = [
-        [name, value.isoformat() if value else NA] for name, value in report.timestamps.items()
+        [name, value.isoformat(timespec="seconds") if value else NA]
+        for name, value in report.timestamps.items()
     ]
     phases_rows = [
         [
             p.state,
-            p.started_at.isoformat(),
+            p.started_at.isoformat(timespec="seconds"),
             fmt_seconds(p.planned_seconds),
             fmt_seconds(p.actual_seconds),
             p.plan,
@@ -236,14 +239,14 @@ def sections(report: RolloutReport) -> list[tuple[str, list[str], list[list[str]
     ]
     decision_rows = [
         [
-            d.at.isoformat(),
+            d.at.isoformat(timespec="seconds"),
             d.step,
             d.verdict.value,
             d.severity.value,
             d.action,
             d.summary,
             "; ".join(
-                f"{e.metric}={e.value:g} {e.comparison} {e.threshold:g}"
+                f"{e.metric}={e.value:g} (breach {e.comparison} {e.threshold:g})"
                 if e.value is not None and e.threshold is not None
                 else f"{e.metric}: {e.note or e.value}"
                 for e in d.evidence
@@ -260,13 +263,15 @@ def sections(report: RolloutReport) -> list[tuple[str, list[str], list[list[str]
     ]
     incident_rows = [
         [
-            i.opened_at.isoformat(),
-            i.resolved_at.isoformat() if i.resolved_at else "open",
+            i.opened_at.isoformat(timespec="seconds"),
+            i.resolved_at.isoformat(timespec="seconds") if i.resolved_at else "open",
             i.link or NA,
         ]
         for i in report.incidents
     ]
-    alert_rows = [[a.sent_at.isoformat(), a.channel, a.summary] for a in report.alerts]
+    alert_rows = [
+        [a.sent_at.isoformat(timespec="seconds"), a.channel, a.summary] for a in report.alerts
+    ]
     return [
         ("Timestamps", ["moment", "at"], stamps),
         ("Plan vs actual", ["state", "from", "planned", "actual", "plan"], phases_rows),
@@ -287,14 +292,14 @@ def sections(report: RolloutReport) -> list[tuple[str, list[str], list[list[str]
             ["at", "step", "verdict", "severity", "action", "summary", "evidence"],
             decision_rows,
         ),
-        ("Rollback", ["", ""], rollback),
+        ("Rollback", ["what", "value"], rollback),
         ("Incidents after promotion", ["opened", "resolved", "link"], incident_rows),
         ("Alerts sent", ["at", "channel", "summary"], alert_rows),
     ]
 
 
 def _heading(report: RolloutReport) -> list[tuple[str, str]]:
-    commit_time = report.commit_time.isoformat() if report.commit_time else NA
+    commit_time = report.commit_time.isoformat(timespec="seconds") if report.commit_time else NA
     return [
         ("service", report.service),
         ("team", report.team),
