@@ -1,292 +1,32 @@
-"""DORA metrics and release KPIs from plain deployment records; no I/O.
+"""The DORA report: per-deployment figures, then aggregates per group, week and KPI.
 
-The guard sees every deployment, its outcome and every rollback at the source, so it can report
-delivery performance without reconstructing it from webhooks. Everything here is a pure function
-of a columnar table of records (pandas/numpy), so one report over a million deployments stays
-well under a second and the same code serves the API, the CSV export, the dashboard and the bench.
-
-Definitions (DORA, and how the guard's records map onto them):
-
-- A *deployment* is a rollout that changed production: promoted, rolled back, aborted after it
-  started, or failed after it started. Refused rollouts (nothing changed) and "no change"
-  rollouts (the Deployment already ran the images) are not deployments.
-- *Deployment frequency*: deployments per day over the window.
-- *Lead time for changes*: commit time to promotion, for promoted deployments that carry a
-  commit time.
-- *Change failure rate*: failed changes / deployments. A change failed when the guard rolled it
-  back, or when an incident was recorded against it after promotion.
-  An operator's abort is not counted as a failure: it is a choice, not evidence of degraded
-  service; record an incident when it was one.
-  A later automatic rollback of the *same service* does not count against the previously
-  promoted change: the guard's rollback restores exactly that change (the last known good
-  template), so it is evidence against the later change only, which is already counted; counting
-  it twice would blame the version the guard judged healthy and inflate the rate. A failure of a
-  promoted change that shows up later is what `POST /v1/rollouts/{id}/incident` records.
-- *Failed deployment recovery time* (time to restore): from detection to verified recovery. For
-  an automatic rollback: first bad sample (or, without one, the rollback decision) to the
-  previous revision verified available again. For an incident: opened to resolved.
-- *Rework rate*: deployments made to fix a failure in production / deployments. A deployment is
-  rework when it was submitted while an incident on its service was open, or when its request is
-  labelled `rework: "true"` (DORA 2024: "unplanned deployments made as a result of an incident").
-
-Levels use the buckets of the DORA Accelerate State of DevOps Report 2024, the latest report
-that publishes elite/high/medium/low clusters (the 2025 report replaced them with team
-archetypes). See `LEVELS_2024` for the edges and how the report's odd spots are handled.
+Pure functions of the table `guard.dora.frame.build_frame` returns; see `guard.dora` for what
+each metric means in the guard's terms.
 """
 
 from __future__ import annotations
 
-import enum
 import math
-import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel
 
-BENCHMARK_YEAR = 2024
-BENCHMARK = f"DORA Accelerate State of DevOps Report {BENCHMARK_YEAR}"
-DAY = 86_400.0
-WEEK = 7 * DAY
-MONTH = 30 * DAY
-HOUR = 3_600.0
-MINUTE = 60.0
-
-FloatArray = npt.NDArray[np.float64]
-
-
-class Outcome(enum.StrEnum):
-    """How a rollout ended, as far as delivery performance is concerned."""
-
-    PROMOTED = "promoted"
-    ROLLED_BACK = "rolled_back"
-    ABORTED = "aborted"
-    FAILED = "failed"
-    REFUSED = "refused"
-    UNCHANGED = "unchanged"
-
-    @property
-    def is_deployment(self) -> bool:
-        return self in DEPLOYMENT_OUTCOMES
-
-
-DEPLOYMENT_OUTCOMES = frozenset(
-    {Outcome.PROMOTED, Outcome.ROLLED_BACK, Outcome.ABORTED, Outcome.FAILED}
+from guard.dora.frame import DEPLOYMENT_OUTCOMES, OUTCOME_CODES, Outcome, Window
+from guard.dora.levels import (
+    BENCHMARK,
+    BENCHMARK_YEAR,
+    MINUTE,
+    WEEK,
+    Level,
+    change_failure_level,
+    frequency_level,
+    lead_time_level,
+    recovery_level,
 )
-OUTCOME_CODES = {outcome: code for code, outcome in enumerate(Outcome)}
-
-
-def outcome_of(state: str, outcome_reason: str | None, started_at: datetime | None) -> Outcome:
-    """Map a terminal rollout to its outcome; a rollout that changed nothing was refused."""
-    if state == "promoted":
-        return Outcome.UNCHANGED if outcome_reason == "unchanged" else Outcome.PROMOTED
-    if state == "rolled_back":
-        return Outcome.ROLLED_BACK
-    if started_at is None:
-        return Outcome.REFUSED
-    return Outcome.ABORTED if state == "aborted" else Outcome.FAILED
-
-
-class Level(enum.StrEnum):
-    ELITE = "elite"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-
-# DORA 2024 clusters (share of respondents: elite 19 %, high 22 %, medium 35 %, low 25 %):
-#   deployment frequency: on demand (multiple per day) | daily to weekly | weekly to monthly |
-#                         monthly to every six months
-#   change lead time:     < 1 day | 1 day to 1 week | 1 week to 1 month | 1 to 6 months
-#   change failure rate:  5 % | 20 % | 10 % | 40 %  (typical values, not ranges; medium < high)
-#   recovery time:        < 1 hour | < 1 day | < 1 day | 1 week to 1 month
-FREQUENCY_EDGES_PER_DAY = ((Level.ELITE, 1.0), (Level.HIGH, 1 / 7), (Level.MEDIUM, 1 / 30))
-LEAD_TIME_EDGES = ((Level.ELITE, DAY), (Level.HIGH, WEEK), (Level.MEDIUM, MONTH))
-CHANGE_FAILURE_CENTRES = (
-    (Level.ELITE, 0.05),
-    (Level.MEDIUM, 0.10),
-    (Level.HIGH, 0.20),
-    (Level.LOW, 0.40),
-)
-RECOVERY_EDGES = ((Level.ELITE, HOUR), (Level.HIGH, DAY))
-LEVELS_2024: dict[str, Any] = {
-    "year": BENCHMARK_YEAR,
-    "deployment_frequency_per_day": {"elite": ">= 1", "high": ">= 1/7", "medium": ">= 1/30"},
-    "lead_time": {"elite": "< 1 day", "high": "<= 1 week", "medium": "<= 30 days"},
-    "change_failure_rate": {"elite": "<= 7.5 %", "medium": "<= 15 %", "high": "<= 30 %"},
-    "time_to_restore": {"elite": "< 1 hour", "high": "< 1 day"},
-    "rework_rate": "no buckets published in the 2024 report",
-}
-
-
-def frequency_level(per_day: float, deployments: int) -> Level | None:
-    """Daily or more on average is "on demand": the 2024 high band starts at once per day."""
-    if deployments == 0:
-        return None
-    return next((lvl for lvl, edge in FREQUENCY_EDGES_PER_DAY if per_day >= edge), Level.LOW)
-
-
-def lead_time_level(median_seconds: float | None) -> Level | None:
-    """Elite is strictly under a day; a week or a month exactly still belongs to the band below."""
-    if median_seconds is None:
-        return None
-    if median_seconds < DAY:
-        return Level.ELITE
-    return next((lvl for lvl, edge in LEAD_TIME_EDGES[1:] if median_seconds <= edge), Level.LOW)
-
-
-def change_failure_level(rate: float | None) -> Level | None:
-    """Nearest 2024 cluster value; ties go to the better cluster.
-
-    The report gives one typical rate per cluster and its medium cluster failed less (10 %) than
-    its high one (20 %), so the edges are the midpoints 7.5 %, 15 % and 30 % and a rate of 12 %
-    reads "medium" while 18 % reads "high". That is the report's data, not a bug here.
-    """
-    if rate is None:
-        return None
-    return min(CHANGE_FAILURE_CENTRES, key=lambda c: (abs(rate - c[1]), c[1]))[0]
-
-
-def recovery_level(median_seconds: float | None) -> Level | None:
-    """High and medium share "< 1 day" in 2024, so the better one (high) is given; a day or more
-    (the report's low band starts at a week, nothing sits between) is low."""
-    if median_seconds is None:
-        return None
-    return next((lvl for lvl, edge in RECOVERY_EDGES if median_seconds < edge), Level.LOW)
-
-
-@dataclass(frozen=True)
-class DeploymentRecord:
-    """One finished rollout as the store knows it."""
-
-    rollout_id: str
-    service: str
-    team: str
-    outcome: Outcome
-    submitted_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    commit_time: datetime | None = None
-    first_bad_sample_at: datetime | None = None
-    rollback_started_at: datetime | None = None
-    rollback_verified_at: datetime | None = None
-    rework_label: bool = False
-
-
-@dataclass(frozen=True)
-class IncidentRecord:
-    """A failure of a promoted change found after promotion."""
-
-    rollout_id: str
-    opened_at: datetime
-    resolved_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Window:
-    """[start, end); `days` is what deployment frequency divides by."""
-
-    start: datetime
-    end: datetime
-
-    @property
-    def days(self) -> float:
-        return (self.end - self.start).total_seconds() / DAY
-
-
-_WINDOW = re.compile(r"^(\d{1,4})([hdw])$")
-
-
-def parse_window(text: str, *, now: datetime) -> Window:
-    """`30d`, `12h`, `4w`; at most 5 years, so a typo cannot scan all of history by accident."""
-    match = _WINDOW.match(text.strip())
-    if match is None:
-        raise ValueError("window must be a number and a unit h, d or w, e.g. '30d'")
-    amount, unit = int(match.group(1)), match.group(2)
-    length = timedelta(**{{"h": "hours", "d": "days", "w": "weeks"}[unit]: amount})
-    if amount == 0 or length > timedelta(days=5 * 366):
-        raise ValueError("window must be more than 0 and at most 5 years")
-    return Window(start=now - length, end=now)
-
-
-COLUMNS = (
-    "submitted",
-    "started",
-    "finished",
-    "commit",
-    "first_bad",
-    "rollback_started",
-    "rollback_verified",
-    "incident_opened",
-    "incident_resolved",
-)
-
-
-def _epoch(value: datetime | None) -> float:
-    return value.timestamp() if value is not None else math.nan
-
-
-def build_frame(
-    deployments: Iterable[DeploymentRecord], incidents: Iterable[IncidentRecord] = ()
-) -> pd.DataFrame:
-    """Records to the columnar table `report` works on: times as float epoch seconds (NaN when
-    absent), the first incident of each rollout joined in, and rework marked."""
-    rows = list(deployments)
-    by_rollout: dict[str, IncidentRecord] = {}
-    for incident in sorted(incidents, key=lambda i: i.opened_at):
-        by_rollout.setdefault(incident.rollout_id, incident)
-    data: dict[str, Any] = {
-        "rollout_id": [r.rollout_id for r in rows],
-        "service": pd.Categorical([r.service for r in rows]),
-        "team": pd.Categorical([r.team for r in rows]),
-        "outcome": np.array([OUTCOME_CODES[r.outcome] for r in rows], dtype=np.int8),
-        "rework": np.array([r.rework_label for r in rows], dtype=bool),
-    }
-    for name, attr in zip(COLUMNS[:7], _RECORD_TIMES, strict=True):
-        data[name] = np.array([_epoch(getattr(r, attr)) for r in rows], dtype=np.float64)
-    found = [by_rollout.get(r.rollout_id) for r in rows]
-    data["incident_opened"] = np.array(
-        [_epoch(i.opened_at if i else None) for i in found], np.float64
-    )
-    data["incident_resolved"] = np.array(
-        [_epoch(i.resolved_at if i else None) for i in found], np.float64
-    )
-    frame = pd.DataFrame(data)
-    frame["rework"] |= _during_open_incident(frame, by_rollout.values(), rows)
-    return frame
-
-
-_RECORD_TIMES = (
-    "submitted_at",
-    "started_at",
-    "finished_at",
-    "commit_time",
-    "first_bad_sample_at",
-    "rollback_started_at",
-    "rollback_verified_at",
-)
-
-
-def _during_open_incident(
-    frame: pd.DataFrame, incidents: Iterable[IncidentRecord], rows: Sequence[DeploymentRecord]
-) -> npt.NDArray[np.bool_]:
-    """Deployments of a service submitted while an incident on that service was open."""
-    service_of = {r.rollout_id: r.service for r in rows}
-    marked = np.zeros(len(frame), dtype=bool)
-    services = frame["service"].astype(str).to_numpy()
-    submitted = frame["submitted"].to_numpy()
-    for incident in incidents:
-        service = service_of.get(incident.rollout_id)
-        opened = incident.opened_at.timestamp()
-        resolved = _epoch(incident.resolved_at)
-        end = math.inf if math.isnan(resolved) else resolved
-        marked |= (services == service) & (submitted >= opened) & (submitted <= end)
-    return marked
 
 
 class Distribution(BaseModel):

@@ -1,4 +1,4 @@
-"""DORA metrics on a fixed, hand-computed history; level edges of the 2024 buckets; KPIs."""
+"""DORA metrics on a fixed, hand-computed history: each metric, groups, KPIs, trends, CSV."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from guard.dora import (
-    DAY,
-    HOUR,
     DeploymentRecord,
     DoraReport,
     IncidentRecord,
@@ -17,13 +15,7 @@ from guard.dora import (
     Summary,
     Window,
     build_frame,
-    change_failure_level,
     csv_rows,
-    frequency_level,
-    lead_time_level,
-    outcome_of,
-    parse_window,
-    recovery_level,
     report,
 )
 
@@ -223,98 +215,6 @@ def test_incident_on_a_rolled_back_change_is_not_counted_twice() -> None:
 def test_a_rework_label_marks_a_fix() -> None:
     labelled = rec("r1", Outcome.PROMOTED, T4, finished_at=T4 + M, rework_label=True)
     assert report(build_frame([labelled]), WINDOW).overall.rework_rate == 1.0
-
-
-@pytest.mark.parametrize(
-    ("per_day", "level"),
-    [
-        (1.0, Level.ELITE),
-        (0.99, Level.HIGH),
-        (1 / 7, Level.HIGH),
-        (0.14, Level.MEDIUM),
-        (1 / 30, Level.MEDIUM),
-        (0.033, Level.LOW),
-    ],
-)
-def test_frequency_edges(per_day: float, level: Level) -> None:
-    assert frequency_level(per_day, 1) is level
-
-
-def test_no_deployments_has_no_frequency_level() -> None:
-    assert frequency_level(0.0, 0) is None
-
-
-@pytest.mark.parametrize(
-    ("seconds", "level"),
-    [
-        (DAY - 1, Level.ELITE),
-        (DAY, Level.HIGH),
-        (7 * DAY, Level.HIGH),
-        (7 * DAY + 1, Level.MEDIUM),
-        (30 * DAY, Level.MEDIUM),
-        (30 * DAY + 1, Level.LOW),
-        (None, None),
-    ],
-)
-def test_lead_time_edges(seconds: float | None, level: Level | None) -> None:
-    assert lead_time_level(seconds) is level
-
-
-@pytest.mark.parametrize(
-    ("rate", "level"),
-    [
-        (0.0, Level.ELITE),
-        (0.075, Level.ELITE),
-        (0.076, Level.MEDIUM),
-        (0.15, Level.MEDIUM),
-        (0.151, Level.HIGH),
-        (0.30, Level.HIGH),
-        (0.301, Level.LOW),
-        (1.0, Level.LOW),
-        (None, None),
-    ],
-)
-def test_change_failure_rate_nearest_2024_cluster(rate: float | None, level: Level | None) -> None:
-    assert change_failure_level(rate) is level
-
-
-@pytest.mark.parametrize(
-    ("seconds", "level"),
-    [
-        (HOUR - 1, Level.ELITE),
-        (HOUR, Level.HIGH),
-        (DAY - 1, Level.HIGH),
-        (DAY, Level.LOW),
-        (None, None),
-    ],
-)
-def test_recovery_edges(seconds: float | None, level: Level | None) -> None:
-    assert recovery_level(seconds) is level
-
-
-@pytest.mark.parametrize(
-    ("state", "reason", "started", "outcome"),
-    [
-        ("promoted", "promoted", T1, Outcome.PROMOTED),
-        ("promoted", "unchanged", T1, Outcome.UNCHANGED),
-        ("rolled_back", "analysis", T1, Outcome.ROLLED_BACK),
-        ("aborted", "aborted", T1, Outcome.ABORTED),
-        ("aborted", "aborted", None, Outcome.REFUSED),
-        ("failed", "error", None, Outcome.REFUSED),
-        ("failed", "error", T1, Outcome.FAILED),
-    ],
-)
-def test_outcomes(state: str, reason: str, started: datetime | None, outcome: Outcome) -> None:
-    assert outcome_of(state, reason, started) is outcome
-
-
-def test_parse_window() -> None:
-    assert parse_window("30d", now=NOW).days == 30
-    assert parse_window("12h", now=NOW).days == 0.5
-    assert parse_window("2w", now=NOW).start == NOW - timedelta(weeks=2)
-    for bad in ("", "30", "0d", "d30", "99999w", "3y"):
-        with pytest.raises(ValueError, match="window"):
-            parse_window(bad, now=NOW)
 
 
 def test_the_week_the_window_ends_in_is_charted_even_when_partial() -> None:
