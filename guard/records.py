@@ -8,6 +8,7 @@ this module was imported.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,8 +72,18 @@ def ensure_tables(engine: Engine) -> None:
     IncidentRow.metadata.create_all(engine, tables=[IncidentRow.__table__])  # type: ignore[list-item]
 
 
-def record_incident(store: Store, rollout_id: str, body: IncidentRequest) -> tuple[Incident, bool]:
-    """Record (or resolve) the incident of a promoted rollout; True when newly created.
+@dataclass(frozen=True)
+class IncidentChange:
+    """What a POST did: created the incident, and/or resolved it (so time to restore is
+    observed exactly once, however often a client retries)."""
+
+    incident: Incident
+    created: bool
+    resolved_now: bool
+
+
+def record_incident(store: Store, rollout_id: str, body: IncidentRequest) -> IncidentChange:
+    """Record (or resolve) the incident of a promoted rollout.
 
     One incident per rollout: it is one failed change however many tickets it raised. Posting
     again with the same `opened_at` and a `resolved_at` resolves an open incident; anything else
@@ -94,9 +105,10 @@ def record_incident(store: Store, rollout_id: str, body: IncidentRequest) -> tup
                 link=body.link,
             )
             session.add(row)
-            return _incident(row), True
+            return IncidentChange(_incident(row), True, row.resolved_at is not None)
+        was_open = row.resolved_at is None
         _merge(row, body)
-        return _incident(row), False
+        return IncidentChange(_incident(row), False, was_open and row.resolved_at is not None)
 
 
 def _check_promoted(rollout: RolloutRow, body: IncidentRequest) -> None:

@@ -89,7 +89,7 @@ def post_incident(
 ) -> Incident:
     """Record a failure of a promoted change found after its promotion (one per rollout)."""
     try:
-        incident, created = record_incident(services.store, rollout_id, body)
+        change = record_incident(services.store, rollout_id, body)
     except NotFound as exc:
         raise HTTPException(404, f"no rollout {rollout_id}") from exc
     except TooEarly as exc:
@@ -97,9 +97,10 @@ def post_incident(
         raise HTTPException(422, detail) from exc
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from exc
-    if not created:
+    incident = change.incident
+    if not change.created:
         response.status_code = status.HTTP_200_OK
-    if incident.resolved_at is not None and (created or body.resolved_at is not None):
+    if change.resolved_now and incident.resolved_at is not None:
         seconds = (incident.resolved_at - incident.opened_at).total_seconds()
         services.metrics.time_to_restore.labels(
             service=incident.service, source="incident"

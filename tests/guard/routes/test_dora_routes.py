@@ -142,6 +142,10 @@ def test_incident_after_promotion_counts_as_a_failed_change(
     )
     assert second.status_code == 200, second.text
     assert second.json()["link"] == "https://t/1"
+    retried = client.post(
+        url, json={"opened_at": opened.isoformat(), "resolved_at": resolved.isoformat()}
+    )
+    assert retried.status_code == 200  # a retry changes nothing and is not observed twice
 
     overall = client.get("/v1/dora").json()["overall"]
     assert overall["failed_changes"] == 2
