@@ -127,7 +127,7 @@ class Engine:
             self.metrics.decision_latency.observe(time.perf_counter() - analysis_started)
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
-            self.metrics.rollout_ended(self.store.get(rollout.id))
+            self.metrics.rollout_ended(self.store, rollout.id)
         if transition.state is not rollout.state and transition.state in ALERTED_STATES:
             self._notify(rollout, transition)
         if transition.actions:

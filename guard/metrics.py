@@ -7,10 +7,15 @@ observed where a rollout ends, so Grafana can chart DORA figures from Prometheus
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from guard.dora import DEPLOYMENT_OUTCOMES, outcome_of
 from guard.models import RolloutView
+from guard.store import Store
+
+log = logging.getLogger(__name__)
 
 # From a minute to a month: lead times span commit-to-deploy pipelines of very different speeds.
 LONG_BUCKETS = (
@@ -96,8 +101,16 @@ class GuardMetrics:
             registry=self.registry,
         )
 
-    def rollout_ended(self, view: RolloutView) -> None:
-        """Observe one ended rollout; refused and unchanged rollouts are not deployments."""
+    def rollout_ended(self, store: Store, rollout_id: str) -> None:
+        """Observe one ended rollout. Never raises: the engine calls this between storing a
+        terminal transition and alerting on it, and a metric must not cost an alert."""
+        try:
+            self.observe_end(store.get(rollout_id))
+        except Exception:
+            log.exception("rollout %s: delivery metrics not recorded", rollout_id)
+
+    def observe_end(self, view: RolloutView) -> None:
+        """Refused and unchanged rollouts are not deployments and are not counted."""
         stamps = view.timestamps
         outcome = outcome_of(view.state.value, view.outcome_reason, stamps.started_at)
         if outcome not in DEPLOYMENT_OUTCOMES:

@@ -68,8 +68,15 @@ class TooEarly(ValueError):
     """The incident claims to start before the change was promoted."""
 
 
+_READY: set[int] = set()
+
+
 def ensure_tables(engine: Engine) -> None:
+    """Create the incidents table once per engine (a no-op when `Store` already did)."""
+    if id(engine) in _READY:
+        return
     IncidentRow.metadata.create_all(engine, tables=[IncidentRow.__table__])  # type: ignore[list-item]
+    _READY.add(id(engine))
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from guard.metrics import GuardMetrics
 from guard.models import RolloutRequest, RolloutState, RolloutTimestamps, RolloutView
+from guard.store import Store
 
 T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -35,7 +37,7 @@ def sample(metrics: GuardMetrics, name: str, **labels: str) -> float | None:
 
 def test_promoted_counts_with_lead_time_and_duration() -> None:
     metrics = GuardMetrics()
-    metrics.rollout_ended(
+    metrics.observe_end(
         view(RolloutState.PROMOTED, "promoted", started_at=T0, finished_at=T0 + 10 * MIN)
     )
     assert sample(metrics, "guard_deployments_total", outcome="promoted", service="checkout") == 1
@@ -50,7 +52,7 @@ def test_promoted_counts_with_lead_time_and_duration() -> None:
 
 def test_rollback_observes_detection_to_verified_recovery() -> None:
     metrics = GuardMetrics()
-    metrics.rollout_ended(
+    metrics.observe_end(
         view(
             RolloutState.ROLLED_BACK,
             "analysis",
@@ -71,7 +73,16 @@ def test_rollback_observes_detection_to_verified_recovery() -> None:
 
 def test_refused_and_unchanged_rollouts_are_not_deployments() -> None:
     metrics = GuardMetrics()
-    metrics.rollout_ended(view(RolloutState.FAILED, "error", finished_at=T0))
-    metrics.rollout_ended(view(RolloutState.PROMOTED, "unchanged", started_at=T0, finished_at=T0))
+    metrics.observe_end(view(RolloutState.FAILED, "error", finished_at=T0))
+    metrics.observe_end(view(RolloutState.PROMOTED, "unchanged", started_at=T0, finished_at=T0))
+    names = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert "guard_deployments_total" not in names
+
+
+def test_a_failing_store_read_never_reaches_the_engine(tmp_path: Path) -> None:
+    metrics = GuardMetrics()
+    store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+    metrics.rollout_ended(store, "no-such-rollout")  # NotFound is logged, not raised
+    store.close()
     names = {s.name for family in metrics.registry.collect() for s in family.samples}
     assert "guard_deployments_total" not in names
