@@ -13,12 +13,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from guard.dora.frame import DEPLOYMENT_OUTCOMES, OUTCOME_CODES, Outcome, Window
 from guard.dora.levels import (
     BENCHMARK,
     BENCHMARK_YEAR,
+    LEVELS_2024,
     MINUTE,
     WEEK,
     Level,
@@ -83,8 +84,11 @@ class WeekPoint(BaseModel):
 
 
 class DoraReport(BaseModel):
+    """The whole answer of `GET /v1/dora`; `buckets` states the level edges it applied."""
+
     benchmark: str = BENCHMARK
     benchmark_year: int = BENCHMARK_YEAR
+    buckets: dict[str, Any] = Field(default_factory=lambda: dict(LEVELS_2024))
     window_start: datetime
     window_end: datetime
     window_days: float

@@ -88,6 +88,7 @@ def test_dora_json_has_the_hand_computed_figures(
 
     assert body["benchmark_year"] == 2024
     assert "2024" in body["benchmark"]
+    assert body["buckets"]["lead_time"]["elite"] == "< 1 day"
     overall = body["overall"]
     assert overall["deployments"] == 3
     assert overall["failed_changes"] == 1
