@@ -155,6 +155,72 @@ for _command in ("abort", "pause", "resume", "promote"):
 
 
 @app.command()
+def dora(
+    service: Annotated[str | None, typer.Option(help="Only this service")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team")] = None,
+    window: Annotated[str, typer.Option(help="Window ending now: 12h, 30d, 4w")] = "30d",
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """DORA metrics with their levels and the release KPIs, as a table."""
+    params = {k: v for k, v in {"service": service, "team": team, "window": window}.items() if v}
+    typer.echo(dora_table(_get(server, "/v1/dora", params=params)))
+
+
+def dora_table(body: dict[str, Any]) -> str:
+    """Render `GET /v1/dora` as text: one row per group, then the overall KPIs."""
+    header = ("group", "deploys", "per day", "lead time", "CFR", "restore", "rework", "levels")
+    rows = [header]
+    for summary in (body["overall"], *body["by_service"], *body["by_team"]):
+        levels = summary["levels"]
+        rows.append(
+            (
+                f"{summary['scope']}:{summary['group']}" if summary["scope"] != "all" else "all",
+                str(summary["deployments"]),
+                f"{summary['deployment_frequency_per_day']:.2f}",
+                _duration(summary["lead_time_seconds"]["median"]),
+                _percent(summary["change_failure_rate"]),
+                _duration(summary["time_to_restore_seconds"]["median"]),
+                _percent(summary["rework_rate"]),
+                "/".join(
+                    (levels[k] or "-")
+                    for k in ("deployment_frequency", "lead_time", "change_failure_rate")
+                )
+                + f"/{levels['time_to_restore'] or '-'}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.append("")
+    lines.append(
+        f"levels (frequency/lead time/CFR/restore): {body['benchmark']}; "
+        f"window {body['window_days']:g} days"
+    )
+    for kpi in body["overall"]["kpis"]:
+        fmt = _percent if kpi["unit"] == "ratio" else _duration
+        lines.append(
+            f"KPI {kpi['name']:<24} {fmt(kpi['value']):>10} ({kpi['statistic']}) "
+            f"target {kpi['comparison']} {fmt(kpi['target'])}: {kpi['status']}"
+        )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio * 100:.1f} %"
+
+
+@app.command()
 def demo(
     scrape_interval: Annotated[float, typer.Option(help="Prometheus scrape interval, s")] = 1.0,
     analysis_interval: Annotated[float, typer.Option(help="Analysis interval, s")] = 2.0,

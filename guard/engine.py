@@ -159,6 +159,7 @@ class Engine:
             self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
+            self.metrics.rollout_ended(self.store, rollout.id)
         decision = transition.decision
         entered_alerted = (
             transition.state is not rollout.state and transition.state in ALERTED_STATES

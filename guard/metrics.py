@@ -1,8 +1,39 @@
-"""The guard's own Prometheus metrics, on a registry per process so tests can build many apps."""
+"""The guard's own Prometheus metrics, on a registry per process so tests can build many apps.
+
+Delivery metrics (deployments by outcome, lead time, rollout duration, time to restore) are
+observed where a rollout ends, so Grafana can chart DORA figures from Prometheus alone; the
+`/v1/dora` API computes the exact figures from the store.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from guard.dora import DEPLOYMENT_OUTCOMES, outcome_of
+from guard.models import RolloutView
+from guard.store import Store
+
+log = logging.getLogger(__name__)
+
+# From a minute to a month: lead times span commit-to-deploy pipelines of very different speeds.
+LONG_BUCKETS = (
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86400,
+    2 * 86400,
+    7 * 86400,
+    30 * 86400,
+)
+# From seconds to a day: a guarded rollout or an automatic recovery takes minutes.
+SHORT_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 2 * 3600, 6 * 3600, 86400)
 
 
 class GuardMetrics:
@@ -52,3 +83,60 @@ class GuardMetrics:
         self.active_rollouts = Gauge(
             "guard_active_rollouts", "Rollouts not yet ended.", registry=self.registry
         )
+        self.deployments = Counter(
+            "guard_deployments_total",
+            "Deployments (rollouts that changed production) that ended, by outcome and service.",
+            ["outcome", "service"],
+            registry=self.registry,
+        )
+        self.lead_time = Histogram(
+            "guard_lead_time_seconds",
+            "Lead time for changes: commit time to promotion.",
+            ["service"],
+            buckets=LONG_BUCKETS,
+            registry=self.registry,
+        )
+        self.rollout_duration = Histogram(
+            "guard_rollout_duration_seconds",
+            "From the start of a deployment to its end, by outcome.",
+            ["service", "outcome"],
+            buckets=SHORT_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_restore = Histogram(
+            "guard_time_to_restore_seconds",
+            "Failed deployment recovery time: detection to verified recovery.",
+            ["service", "source"],
+            buckets=SHORT_BUCKETS,
+            registry=self.registry,
+        )
+
+    def rollout_ended(self, store: Store, rollout_id: str) -> None:
+        """Observe one ended rollout. Never raises: the engine calls this between storing a
+        terminal transition and alerting on it, and a metric must not cost an alert."""
+        try:
+            self.observe_end(store.get(rollout_id))
+        except Exception:
+            log.exception("rollout %s: delivery metrics not recorded", rollout_id)
+
+    def observe_end(self, view: RolloutView) -> None:
+        """Refused and unchanged rollouts are not deployments and are not counted."""
+        stamps = view.timestamps
+        outcome = outcome_of(view.state.value, view.outcome_reason, stamps.started_at)
+        if outcome not in DEPLOYMENT_OUTCOMES:
+            return
+        service = view.request.service_name
+        self.deployments.labels(outcome=outcome.value, service=service).inc()
+        if stamps.started_at and stamps.finished_at:
+            seconds = (stamps.finished_at - stamps.started_at).total_seconds()
+            self.rollout_duration.labels(service=service, outcome=outcome.value).observe(seconds)
+        commit = view.request.commit_time
+        if outcome.value == "promoted" and commit and stamps.finished_at:
+            self.lead_time.labels(service=service).observe(
+                (stamps.finished_at - commit).total_seconds()
+            )
+        detected = stamps.first_bad_sample_at or stamps.rollback_started_at
+        if outcome.value == "rolled_back" and detected and stamps.rollback_verified_at:
+            self.time_to_restore.labels(service=service, source="rollback").observe(
+                (stamps.rollback_verified_at - detected).total_seconds()
+            )

@@ -1,0 +1,88 @@
+"""Delivery metrics observed when a rollout ends: only deployments count, each in its series."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from guard.metrics import GuardMetrics
+from guard.models import RolloutRequest, RolloutState, RolloutTimestamps, RolloutView
+from guard.store import Store
+
+T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+def view(state: RolloutState, reason: str, **stamps: datetime | None) -> RolloutView:
+    request = RolloutRequest(
+        namespace="shop",
+        deployment="checkout",
+        images={"checkout": "registry/checkout:1.4.2"},
+        commit_time=T0 - 60 * MIN,
+    )
+    return RolloutView(
+        id="r1",
+        state=state,
+        step="done",
+        strategy="rolling",
+        request=request,
+        outcome_reason=reason,
+        timestamps=RolloutTimestamps(submitted_at=T0 - MIN, **stamps),  # type: ignore[arg-type]
+    )
+
+
+def sample(metrics: GuardMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_promoted_counts_with_lead_time_and_duration() -> None:
+    metrics = GuardMetrics()
+    metrics.observe_end(
+        view(RolloutState.PROMOTED, "promoted", started_at=T0, finished_at=T0 + 10 * MIN)
+    )
+    assert sample(metrics, "guard_deployments_total", outcome="promoted", service="checkout") == 1
+    assert sample(metrics, "guard_lead_time_seconds_sum", service="checkout") == 70 * 60
+    assert (
+        sample(
+            metrics, "guard_rollout_duration_seconds_sum", service="checkout", outcome="promoted"
+        )
+        == 600
+    )
+
+
+def test_rollback_observes_detection_to_verified_recovery() -> None:
+    metrics = GuardMetrics()
+    metrics.observe_end(
+        view(
+            RolloutState.ROLLED_BACK,
+            "analysis",
+            started_at=T0,
+            first_bad_sample_at=T0 + 2 * MIN,
+            rollback_started_at=T0 + 3 * MIN,
+            rollback_verified_at=T0 + 5 * MIN,
+            finished_at=T0 + 5 * MIN,
+        )
+    )
+    assert (
+        sample(metrics, "guard_deployments_total", outcome="rolled_back", service="checkout") == 1
+    )
+    labels = {"service": "checkout", "source": "rollback"}
+    assert sample(metrics, "guard_time_to_restore_seconds_sum", **labels) == 180
+    assert sample(metrics, "guard_lead_time_seconds_count", service="checkout") is None
+
+
+def test_refused_and_unchanged_rollouts_are_not_deployments() -> None:
+    metrics = GuardMetrics()
+    metrics.observe_end(view(RolloutState.FAILED, "error", finished_at=T0))
+    metrics.observe_end(view(RolloutState.PROMOTED, "unchanged", started_at=T0, finished_at=T0))
+    names = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert "guard_deployments_total" not in names
+
+
+def test_a_failing_store_read_never_reaches_the_engine(tmp_path: Path) -> None:
+    metrics = GuardMetrics()
+    store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+    metrics.rollout_ended(store, "no-such-rollout")  # NotFound is logged, not raised
+    store.close()
+    names = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert "guard_deployments_total" not in names
