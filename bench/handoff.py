@@ -1,0 +1,121 @@
+"""Hand-off benchmark: `POST /v1/rollouts` and `GET /v1/rollouts/{id}` under load on loopback.
+
+Runs a real `guard serve` (SQLite store) whose scheduler has nothing to roll out (the rollouts
+name Deployments that do not exist on the simulated cluster and are refused at the first tick),
+and drives it with concurrent httpx clients for a fixed number of requests.
+`python -m bench.handoff [--requests N] [--concurrency C]`; prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from guard.sim.guard_process import GuardProcess
+from guard.sim.kubeapi import KubeApiSimulator
+
+
+def _body(index: int) -> dict[str, Any]:
+    return {
+        "namespace": "bench",
+        "deployment": f"svc-{index}",
+        "images": {"app": f"registry/app:1.0.{index}"},
+        "strategy": "rolling",
+    }
+
+
+async def _drive(
+    url: str, requests: int, concurrency: int, make: Any
+) -> tuple[list[float], float, int]:
+    latencies: list[float] = []
+    failures = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(requests):
+        queue.put_nowait(index)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal failures
+        while not queue.empty():
+            index = queue.get_nowait()
+            started = time.perf_counter()
+            response = await make(client, index)
+            latencies.append(time.perf_counter() - started)
+            failures += response.status_code >= 400
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return latencies, elapsed, failures
+
+
+def _figures(name: str, latencies: list[float], elapsed: float, failures: int) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        "endpoint": name,
+        "requests": len(latencies),
+        "failures": failures,
+        "requests_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
+    }
+
+
+async def _run(url: str, requests: int, concurrency: int) -> list[dict[str, Any]]:
+    ids: list[str] = []
+
+    async def post(client: httpx.AsyncClient, index: int) -> httpx.Response:
+        response = await client.post(
+            "/v1/rollouts", json=_body(index), headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        if response.status_code < 300:
+            ids.append(response.json()["id"])
+        return response
+
+    async def get(client: httpx.AsyncClient, index: int) -> httpx.Response:
+        return await client.get(f"/v1/rollouts/{ids[index % len(ids)]}")
+
+    posted = await _drive(url, requests, concurrency, post)
+    fetched = await _drive(url, requests, concurrency, get)
+    return [_figures("POST /v1/rollouts", *posted), _figures("GET /v1/rollouts/{id}", *fetched)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp, KubeApiSimulator() as kube:
+        workdir = Path(tmp)
+        kube.write_kubeconfig(workdir / "kubeconfig")
+        config = {
+            "store": {"data_dir": str(workdir / "data")},
+            "prometheus": {"url": "http://127.0.0.1:9"},
+            "kubernetes": {"kubeconfig": str(workdir / "kubeconfig")},
+            "scheduler": {"tick_seconds": 60},
+        }
+        (workdir / "guard.yaml").write_text(yaml.safe_dump(config))
+        with GuardProcess(workdir / "guard.yaml", workdir / "guard.log") as guard:
+            results = asyncio.run(_run(guard.url, args.requests, args.concurrency))
+    print(f"{'endpoint':<24} {'requests':>8} {'fail':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for row in results:
+        print(
+            f"{row['endpoint']:<24} {row['requests']:>8} {row['failures']:>5} "
+            f"{row['requests_per_second']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8}"
+        )
+    print(json.dumps({"benchmark": "handoff", "concurrency": args.concurrency, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
