@@ -15,14 +15,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from alerts.base import RolloutEvent
-from alerts.registry import NOTIFIERS
+from alerts.events import Change, derive_events
 from analyzers.base import AnalysisResult, Observation, TrackMetrics
 from analyzers.registry import get_analyzer
 from guard.config import AnalysisConfig, GuardConfig
 from guard.kube import KubeClient, KubeError
 from guard.metrics import GuardMetrics
-from guard.models import RolloutState
+from guard.outbox import RoutedAlert
 from guard.prometheus import PrometheusClient, QueryResult, QueryStatus
 from guard.store import ActiveRollout, Store
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
@@ -31,9 +30,6 @@ from strategies.registry import get_strategy
 log = logging.getLogger(__name__)
 
 ALLOWED_ACTIONS = frozenset({"set_images", "restore_template", "set_paused"})
-ALERTED_STATES = frozenset(
-    {RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK, RolloutState.FAILED}
-)
 _PLACEHOLDER = re.compile(r"\{(namespace|workload|revision|window|quantile)\}")
 
 
@@ -122,29 +118,40 @@ class Engine:
             ctx = replace(ctx, analysis=analysis, analysis_at=ctx.now)
             analysed_at = ctx.now
         transition = strategy.step(ctx)
-        self.store.apply(rollout.id, transition, analysed_at=analysed_at, now=self.clock())
+        self.store.apply(
+            rollout.id,
+            transition,
+            analysed_at=analysed_at,
+            now=self.clock(),
+            alerts=self._alerts(rollout, transition, ctx.now),
+            alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
+        )
         if analysed_at is not None:
             self.metrics.decision_latency.observe(time.perf_counter() - analysis_started)
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
-        if transition.state is not rollout.state and transition.state in ALERTED_STATES:
-            self._notify(rollout, transition)
         if transition.actions:
             await self._execute(rollout.id, transition.actions)
 
-    def _notify(self, rollout: ActiveRollout, transition: Transition) -> None:
-        event = RolloutEvent(
+    def _alerts(
+        self, rollout: ActiveRollout, transition: Transition, now: datetime
+    ) -> list[RoutedAlert]:
+        """The alerts this transition raises, routed; the store writes them with it."""
+        change = Change(
             rollout_id=rollout.id,
             request=rollout.request,
+            previous_state=rollout.state,
             state=transition.state,
+            step=transition.step,
             message=transition.message or "",
             decision=transition.decision,
+            strategy_state=transition.strategy_state,
+            now=now,
+            history=rollout.alert_history,
+            guard_url=self.config.alerts.guard_url,
         )
-        for notifier in NOTIFIERS.values():
-            try:
-                notifier.notify(event)
-            except Exception:
-                log.exception("notifier %s failed for rollout %s", notifier.name, rollout.id)
+        alerts = self.config.alerts
+        return [RoutedAlert(event, alerts.route(event)) for event in derive_events(change)]
 
     async def _execute(self, rollout_id: str, actions: list[Action]) -> None:
         for action in actions:

@@ -2,6 +2,6 @@
 
 from fastapi import APIRouter
 
-from guard.routes import operations, rollouts
+from guard.routes import alerts, operations, rollouts
 
-ROUTERS: list[APIRouter] = [rollouts.router, operations.router]
+ROUTERS: list[APIRouter] = [rollouts.router, alerts.router, operations.router]
