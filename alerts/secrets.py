@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .base import SecretRef
 
@@ -56,7 +57,20 @@ def read_secret(ref: SecretRef, environ: Mapping[str, str] | None = None) -> str
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of a secret (longest first) with `***`."""
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+    """Replace every occurrence of a secret (longest first) with `***`.
+
+    A secret URL's path and query are secrets on their own (a Slack webhook's token is its
+    path), since error pages and proxies often echo just the path.
+    """
+    variants = {v for secret in secrets for v in _variants(secret) if len(v) >= 4}
+    for secret in sorted(variants, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
+
+
+def _variants(secret: str) -> list[str]:
+    parts = urlsplit(secret)
+    if not (parts.scheme and parts.netloc):
+        return [secret]
+    tail = parts.path + (f"?{parts.query}" if parts.query else "")
+    return [secret, tail, parts.path, parts.query]
