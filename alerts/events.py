@@ -3,7 +3,8 @@
 The strategies know nothing of alerts; this module reads their transitions. A rollout has at
 most one open incident (a hold, a rollback or a failure); firing events open or escalate it and
 carry its key, resolving events close it and repeat what broke, so a resolve on PagerDuty or
-Alertmanager matches its trigger. Holds alert once per episode, not once per interval.
+Alertmanager matches its trigger. Holds alert once per episode, not once per interval, and only
+when they need a human (see `HOLD_ALERT_STREAK`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ DEFAULT_SEVERITY = {
     AlertKind.PREFLIGHT_REFUSED: Severity.MEDIUM,
 }
 CLEARS_HOLD = frozenset({Verdict.CONTINUE, Verdict.PROMOTE})
+# A tier breach holds only until the escalation policy rolls back (2 high or 3 medium intervals
+# by default): alerting on it would page a minute before the rollback page. A hold alerts when
+# the guard cannot judge at all (no metrics) or a breach has held this many intervals in a row.
+HOLD_ALERT_STREAK = 3
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,17 @@ def _hold_kind(change: Change) -> AlertKind | None:
         return None
     incident = open_incident(change.history)
     holding = incident is not None and incident.kind is AlertKind.HOLD
-    if change.decision.verdict is Verdict.HOLD and incident is None:
+    if change.decision.verdict is Verdict.HOLD and incident is None and _needs_human(change):
         return AlertKind.HOLD
     if holding and change.decision.verdict in CLEARS_HOLD:
         return AlertKind.HOLD_CLEARED
     return None
+
+
+def _needs_human(change: Change) -> bool:
+    assert change.decision is not None
+    streak = int(change.strategy_state.get("breach_streak", 0))
+    return change.decision.severity is Severity.NONE or streak >= HOLD_ALERT_STREAK
 
 
 def _event(change: Change, kind: AlertKind) -> AlertEvent:
@@ -165,7 +176,7 @@ def _outcome(kind: AlertKind, change: Change) -> str:
         AlertKind.ROLLBACK_VERIFIED: f"rollback verified: {change.message}",
         AlertKind.ROLLBACK_FAILED: f"rollback FAILED, a human is needed: {change.message}",
         AlertKind.ROLLOUT_FAILED: f"failed, a human is needed: {change.message}",
-        AlertKind.PROMOTED: f"promoted: {change.message}",
+        AlertKind.PROMOTED: change.message or "promoted",
     }[kind]
 
 

@@ -38,8 +38,8 @@ def evidence_line(item: Evidence) -> str:
         return f"{item.metric}: {item.note or 'no value'}"
     line = f"{item.metric} {_fmt(item.metric, item.value)}"
     if item.threshold is not None:
-        line += f" {item.comparison} {_fmt(item.metric, item.threshold)}"
-    if item.sample_count is not None:
+        line += f" {_comparison(item)} {_fmt(item.metric, item.threshold)}"
+    if item.sample_count is not None and item.metric != "request_count":
         line += f" over {item.sample_count:.0f} requests"
     if item.window_seconds is not None:
         line += f" in {item.window_seconds:g}s"
@@ -74,6 +74,19 @@ def description(event: AlertEvent) -> str:
         lines.append(f"Rollback took {event.rollback_seconds:.1f}s")
     lines += [f"{name}: {url}" for name, url in sorted(event.links.items())]
     return "\n".join(lines)
+
+
+def _comparison(item: Evidence) -> str:
+    """The breach operator if the value breaches the threshold, else its negation."""
+    assert item.value is not None and item.threshold is not None
+    negation = {">": "<=", "<": ">=", ">=": "<", "<=": ">"}
+    breached = {
+        ">": item.value > item.threshold,
+        "<": item.value < item.threshold,
+        ">=": item.value >= item.threshold,
+        "<=": item.value <= item.threshold,
+    }.get(item.comparison, True)
+    return item.comparison if breached else negation.get(item.comparison, item.comparison)
 
 
 def _fmt(metric: str, value: float) -> str:

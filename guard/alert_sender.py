@@ -25,6 +25,24 @@ from guard.outbox import Claimed, Outbox
 
 log = logging.getLogger("guard.alerts")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+REDACTED_LOGGERS = ("httpx", "httpcore")
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs secrets this sender has read from other libraries' log records (httpx logs
+    every request URL at INFO, and a Slack webhook's URL is its credential)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            clean = redact(message, self.secrets)
+            if clean != message:
+                record.msg, record.args = clean, ()
+        return True
 
 
 class DeliveryError(Exception):
@@ -62,8 +80,13 @@ class AlertSender:
         self.client = client or httpx.AsyncClient(follow_redirects=False)
         self.environ = environ
         self.jitter = jitter
+        self._redacting = RedactingFilter()
+        for name in REDACTED_LOGGERS:
+            logging.getLogger(name).addFilter(self._redacting)
 
     async def close(self) -> None:
+        for name in REDACTED_LOGGERS:
+            logging.getLogger(name).removeFilter(self._redacting)
         await self.client.aclose()
 
     async def run_once(self) -> int:
@@ -105,7 +128,11 @@ class AlertSender:
 
     def _secrets(self, settings: ReceiverSettings) -> dict[str, str]:
         refs = settings.secret_refs()
-        return {name: read_secret(ref, self.environ) for name, ref in refs.items()}
+        secrets = {name: read_secret(ref, self.environ) for name, ref in refs.items()}
+        self._redacting.secrets.update(
+            value for name, value in secrets.items() if refs[name].literal is None
+        )
+        return secrets
 
     async def _send(self, outbound: Outbound) -> None:
         if isinstance(outbound, LogLine):

@@ -54,6 +54,7 @@ def change(
     message: str = "",
     seconds: float = 0,
     guard_url: str | None = "https://guard.example.com",
+    streak: int = 0,
 ) -> Change:
     return Change(
         rollout_id=ROLLOUT,
@@ -63,7 +64,7 @@ def change(
         step="analysing",
         message=message,
         decision=decision,
-        strategy_state=STRATEGY_STATE,
+        strategy_state={**STRATEGY_STATE, "breach_streak": streak},
         now=T0 + timedelta(seconds=seconds),
         history=tuple(history),
         guard_url=guard_url,
@@ -74,6 +75,12 @@ def one(c: Change) -> AlertEvent:
     events = derive_events(c)
     assert len(events) == 1, events
     return events[0]
+
+
+def long_hold(severity: Severity = Severity.HIGH) -> AlertEvent:
+    """A tier breach that has held for three intervals: the guard wants a human."""
+    p = RolloutState.PROGRESSING
+    return one(change(p, p, decision=breach(severity, Verdict.HOLD), streak=3))
 
 
 def rollback_started() -> AlertEvent:

@@ -10,7 +10,7 @@ import pytest
 
 from alerts.alertmanager import ALERTNAME, AlertmanagerNotifier, AlertmanagerSettings, payload
 from alerts.base import AlertEvent, RenderContext
-from guard.models import RolloutState, Severity, Verdict
+from guard.models import RolloutState
 from guard.sim.alertmanager import AlertmanagerServer
 from guard.sim.receiver import AlertReceiver
 
@@ -19,6 +19,7 @@ from .conftest import (
     T0,
     breach,
     change,
+    long_hold,
     one,
     render_ctx,
     rollback_started,
@@ -62,7 +63,7 @@ def test_resolve_posts_the_same_labels_with_ends_at_now() -> None:
 
 def test_an_escalation_resolves_the_label_set_it_replaces() -> None:
     p = RolloutState.PROGRESSING
-    hold = one(change(p, p, decision=breach(Severity.HIGH, Verdict.HOLD)))
+    hold = long_hold()
     started = one(change(p, RolloutState.ROLLING_BACK, decision=breach(), history=[hold]))
     firing, old = payload(started, SETTINGS, now=T0)
     assert firing["labels"]["severity"] == "critical" and old["labels"]["severity"] == "high"

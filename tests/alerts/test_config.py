@@ -8,9 +8,8 @@ import pytest
 
 from alerts.base import AlertKind
 from guard.config import ConfigError, parse_config
-from guard.models import RolloutState, Severity, Verdict
 
-from .conftest import breach, change, one, rollback_started
+from .conftest import long_hold, rollback_started
 
 RECEIVERS = {
     "oncall": {"type": "pagerduty", "routing_key_env": "PD_KEY"},
@@ -49,8 +48,7 @@ def test_routes_filter_by_event_service_and_severity() -> None:
         ],
     )  # fmt: skip
     assert alerts.route(rollback_started()) == ["oncall", "chat"]
-    p = RolloutState.PROGRESSING
-    hold = one(change(p, p, decision=breach(Severity.HIGH, Verdict.HOLD)))
+    hold = long_hold()
     assert hold.kind is AlertKind.HOLD
     assert alerts.route(hold) == ["chat", "oncall"]
     other = hold.model_copy(update={"service": "cart"})

@@ -6,7 +6,15 @@ from alerts.base import AlertKind
 from alerts.events import derive_events
 from guard.models import RolloutState, Severity, Verdict
 
-from .conftest import ROLLOUT, breach, change, one, rollback_started, rollback_verified
+from .conftest import (
+    ROLLOUT,
+    breach,
+    change,
+    long_hold,
+    one,
+    rollback_started,
+    rollback_verified,
+)
 
 P, RB = RolloutState.PROGRESSING, RolloutState.ROLLING_BACK
 
@@ -63,15 +71,23 @@ def test_promotion_is_a_resolving_event() -> None:
     assert event.kind is AlertKind.PROMOTED and event.status == "resolved"
 
 
-def test_a_hold_alerts_once_per_episode_and_clears_once() -> None:
-    hold = breach(Severity.HIGH, Verdict.HOLD)
-    first = one(change(P, P, decision=hold))
-    assert first.kind is AlertKind.HOLD and first.severity is Severity.HIGH
-    assert derive_events(change(P, P, decision=hold, history=[first])) == []
+def test_a_hold_without_metrics_alerts_once_per_episode_and_clears_once() -> None:
+    outage = breach(Severity.NONE, Verdict.HOLD)
+    first = one(change(P, P, decision=outage))
+    assert first.kind is AlertKind.HOLD and first.severity is Severity.MEDIUM
+    assert derive_events(change(P, P, decision=outage, history=[first])) == []
     cleared = one(change(P, P, decision=breach(Severity.NONE, Verdict.CONTINUE), history=[first]))
-    assert cleared.kind is AlertKind.HOLD_CLEARED and cleared.incident_severity is Severity.HIGH
-    again = one(change(P, P, decision=hold, history=[first, cleared]))
+    assert cleared.kind is AlertKind.HOLD_CLEARED and cleared.incident_severity is Severity.MEDIUM
+    again = one(change(P, P, decision=outage, history=[first, cleared]))
     assert again.id == f"{ROLLOUT}/hold/2"
+
+
+def test_a_tier_breach_hold_alerts_only_once_it_has_lasted() -> None:
+    high = breach(Severity.HIGH, Verdict.HOLD)
+    assert derive_events(change(P, P, decision=high, streak=1)) == []  # rolls back next interval
+    assert derive_events(change(P, P, decision=high, streak=2)) == []
+    event = long_hold()
+    assert event.kind is AlertKind.HOLD and event.severity is Severity.HIGH
 
 
 def test_healthy_intervals_and_inconclusive_ones_raise_nothing() -> None:
@@ -82,16 +98,11 @@ def test_healthy_intervals_and_inconclusive_ones_raise_nothing() -> None:
 
 
 def test_a_rollback_after_a_hold_escalates_the_same_incident() -> None:
-    hold = one(change(P, P, decision=breach(Severity.HIGH, Verdict.HOLD)))
+    hold = long_hold()
     started = one(change(P, RB, decision=breach(), history=[hold]))
     assert started.kind is AlertKind.ROLLBACK_STARTED
     assert started.incident_key == hold.incident_key
     assert started.incident_severity is Severity.HIGH and started.severity is Severity.CRITICAL
-
-
-def test_a_metrics_outage_hold_gets_a_default_severity() -> None:
-    outage = breach(Severity.NONE, Verdict.HOLD)
-    assert one(change(P, P, decision=outage)).severity is Severity.MEDIUM
 
 
 def test_an_operator_abort_rolls_back_and_verifies() -> None:
@@ -99,3 +110,15 @@ def test_an_operator_abort_rolls_back_and_verifies() -> None:
     assert started.kind is AlertKind.ROLLBACK_STARTED and started.severity is Severity.HIGH
     verified = one(change(RB, RolloutState.ABORTED, history=[started]))
     assert verified.kind is AlertKind.ROLLBACK_VERIFIED
+
+
+def test_evidence_lines_say_which_side_of_the_threshold_a_value_is() -> None:
+    from alerts.text import evidence_line
+    from guard.models import Evidence
+
+    healthy = Evidence(
+        metric="latency", value=0.41, threshold=1.0, sample_count=556, window_seconds=5
+    )
+    assert evidence_line(healthy) == "latency 0.41s <= 1s over 556 requests in 5s"
+    count = Evidence(metric="request_count", value=555.9, sample_count=555.9, window_seconds=5)
+    assert evidence_line(count) == "request_count 555.9 in 5s"

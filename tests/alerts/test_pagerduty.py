@@ -6,9 +6,17 @@ import json
 
 from alerts.base import AlertKind
 from alerts.pagerduty import EVENTS_URL, PagerDutyNotifier, PagerDutySettings, payload
-from guard.models import RolloutState, Severity, Verdict
+from guard.models import RolloutState, Severity
 
-from .conftest import ROLLOUT, breach, change, one, render_ctx, rollback_started, rollback_verified
+from .conftest import (
+    ROLLOUT,
+    change,
+    long_hold,
+    one,
+    render_ctx,
+    rollback_started,
+    rollback_verified,
+)
 
 KEY = "R0UT1NGKEY0000000000000000000000"
 
@@ -38,9 +46,8 @@ def test_resolve_uses_the_same_dedup_key_and_no_payload() -> None:
 
 
 def test_severity_is_mapped_from_the_tier() -> None:
-    p = RolloutState.PROGRESSING
     for tier, expected in ((Severity.HIGH, "error"), (Severity.MEDIUM, "warning")):
-        hold = one(change(p, p, decision=breach(tier, Verdict.HOLD)))
+        hold = long_hold(tier)
         assert hold.kind is AlertKind.HOLD
         assert payload(hold, KEY)["payload"]["severity"] == expected
     failed = one(change(RolloutState.ROLLING_BACK, RolloutState.FAILED, message="gone"))

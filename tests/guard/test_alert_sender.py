@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -231,3 +232,16 @@ def test_backoff_grows_exponentially_to_the_cap_with_jitter() -> None:
     plain = [backoff_seconds(n, initial=1, cap=30, jitter=0.999999) for n in range(1, 8)]
     assert [round(s) for s in plain] == [1, 2, 4, 8, 16, 30, 30]
     assert backoff_seconds(3, initial=1, cap=30, jitter=0.0) == 2.0
+
+
+def test_http_client_logs_never_show_a_secret_url(
+    store: Store, receiver: AlertReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = _sender(store, receiver, Clock())
+    _rollback(store, sender.config)
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        asyncio.run(sender.run_once())
+    requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(requests) == 3
+    assert not any(SLACK_PATH in message for message in requests)
+    assert sum("***" in message for message in requests) == 2  # Slack's and the webhook's
