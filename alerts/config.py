@@ -7,7 +7,7 @@ an environment variable or file (`url_env`, `routing_key_file`, ...).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -112,7 +112,3 @@ class AlertsConfig(_Strict):
                 chosen.update(dict.fromkeys(route.receivers))
         return list(chosen)
 
-
-def receiver_summary(settings: ReceiverSettings) -> dict[str, Any]:
-    """A receiver as the API may show it: its type only; settings may point at secrets."""
-    return {"type": settings.type}

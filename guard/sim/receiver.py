@@ -35,6 +35,10 @@ def _free_port() -> int:
         return port
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 resets a burst of alerts
+
+
 class AlertReceiver:
     """`start()` / `stop()` keep the port, so a stop then start looks like an outage."""
 
@@ -73,7 +77,7 @@ class AlertReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

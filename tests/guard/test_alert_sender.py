@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -245,3 +246,30 @@ def test_http_client_logs_never_show_a_secret_url(
     assert len(requests) == 3
     assert not any(SLACK_PATH in message for message in requests)
     assert sum("***" in message for message in requests) == 2  # Slack's and the webhook's
+
+
+def test_two_replicas_sending_at_once_never_send_an_alert_twice(
+    store: Store, receiver: AlertReceiver, tmp_path: Path
+) -> None:
+    config = _config(receiver)
+    rollouts = [_rollback(store, config, f"app-{n}") for n in range(8)]
+    replicas = [Store(f"sqlite:///{tmp_path / 'guard.db'}") for _ in range(2)]
+    senders = [_sender(replica, receiver, Clock()) for replica in replicas]
+    claimed: list[int] = []
+
+    def run(sender: AlertSender) -> None:
+        claimed.append(asyncio.run(sender.run_once()))
+
+    threads = [threading.Thread(target=run, args=(sender,)) for sender in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for replica in replicas:
+        replica.close()
+
+    assert sum(claimed) == 24
+    keys = [r.headers["Idempotency-Key"] for r in receiver.requests() if r.path == "/hook"]
+    assert sorted(keys) == sorted(f"{r}/rollback_started/1/hook" for r in rollouts)
+    assert len(receiver.requests()) == 24
+    assert {v.status for v in store.outbox.list()} == {"sent"}
