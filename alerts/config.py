@@ -111,4 +111,3 @@ class AlertsConfig(_Strict):
             if route.matches(event):
                 chosen.update(dict.fromkeys(route.receivers))
         return list(chosen)
-
