@@ -21,6 +21,16 @@ class SlackSettings(ReceiverSettings):
     url_env: str | None = None
     url_file: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" in data:
+            raise ValueError(
+                "url: a Slack webhook URL is a credential; name where it comes from with "
+                "url_env (an environment variable) or url_file (a file)"
+            )
+        return data
+
     @model_validator(mode="after")
     def _one_url(self) -> SlackSettings:
         one_source("url", literal=None, env=self.url_env, file=self.url_file)

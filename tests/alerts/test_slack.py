@@ -59,5 +59,5 @@ def test_settings_need_exactly_one_url_source_and_no_literal_url() -> None:
         SlackSettings()
     with pytest.raises(ValidationError, match="only one of"):
         SlackSettings(url_env="A", url_file="/run/secrets/slack")
-    with pytest.raises(ValidationError, match="url"):
+    with pytest.raises(ValidationError, match="a Slack webhook URL is a credential"):
         SlackSettings.model_validate({"url": HOOK})
