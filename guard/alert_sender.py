@@ -21,6 +21,7 @@ from alerts.base import HttpPost, LogLine, Outbound, ReceiverSettings, RenderCon
 from alerts.config import AlertsConfig
 from alerts.registry import get_notifier
 from alerts.secrets import SecretUnavailable, read_secret, redact
+from guard.metrics import GuardMetrics
 from guard.outbox import Claimed, Outbox
 
 log = logging.getLogger("guard.alerts")
@@ -72,6 +73,7 @@ class AlertSender:
         client: httpx.AsyncClient | None = None,
         environ: Mapping[str, str] | None = None,
         jitter: Callable[[], float] = random.random,
+        metrics: GuardMetrics | None = None,
     ) -> None:
         self.outbox = outbox
         self.config = config
@@ -80,6 +82,7 @@ class AlertSender:
         self.client = client or httpx.AsyncClient(follow_redirects=False)
         self.environ = environ
         self.jitter = jitter
+        self.metrics = metrics
         self._redacting = RedactingFilter()
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(self._redacting)
@@ -124,7 +127,12 @@ class AlertSender:
             await self._failed(item, text, retry=True)
         else:
             await asyncio.to_thread(self.outbox.mark_sent, item, now=self.clock())
+            self._count(item, "sent")
             log.info("alert %s sent to %s", item.event.id, item.receiver)
+
+    def _count(self, item: Claimed, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.alert_deliveries.labels(receiver=item.receiver, outcome=outcome).inc()
 
     def _secrets(self, settings: ReceiverSettings) -> dict[str, str]:
         refs = settings.secret_refs()
@@ -155,6 +163,7 @@ class AlertSender:
         raise DeliveryError(f"HTTP {code}: {response.text[:300]}", retry=retry)
 
     async def _failed(self, item: Claimed, error: str, *, retry: bool) -> None:
+        self._count(item, "retry" if retry else "failed")
         if not retry:
             log.error("alert %s to %s rejected: %s", item.event.id, item.receiver, error)
             await asyncio.to_thread(self.outbox.mark_failed, item, error=error)

@@ -40,7 +40,7 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
             coalesce=True,
             next_run_time=utcnow(),
         )
-        sender = AlertSender(store.outbox, config.alerts, clock=utcnow)
+        sender = AlertSender(store.outbox, config.alerts, clock=utcnow, metrics=metrics)
         scheduler.add_job(  # its own job: a slow receiver never delays a tick
             sender.run_once,
             "interval",

@@ -42,3 +42,9 @@ class GuardMetrics:
         self.active_rollouts = Gauge(
             "guard_active_rollouts", "Rollouts not yet ended.", registry=self.registry
         )
+        self.alert_deliveries = Counter(
+            "guard_alert_deliveries_total",
+            "Alert delivery attempts, by receiver and outcome (sent, retry, failed).",
+            ["receiver", "outcome"],
+            registry=self.registry,
+        )

@@ -198,6 +198,9 @@ def test_alerts_pending_across_a_receiver_outage_and_a_guard_restart_arrive_once
     guard.start()
 
     _wait_all_sent(guard, rollout_id, 8)
+    with guard.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'guard_alert_deliveries_total{outcome="sent",receiver="hook"} 2.0' in metrics
     keys = [r.headers.get("Idempotency-Key") for r in _hooks(receiver)]
     assert sorted(keys) == sorted(f"{rollout_id}/{kind}/1/hook" for kind in KINDS)
     paths = sorted(r.path for r in receiver.requests() if r.path != "/alertmanager-notify")
