@@ -110,15 +110,3 @@ def test_an_operator_abort_rolls_back_and_verifies() -> None:
     assert started.kind is AlertKind.ROLLBACK_STARTED and started.severity is Severity.HIGH
     verified = one(change(RB, RolloutState.ABORTED, history=[started]))
     assert verified.kind is AlertKind.ROLLBACK_VERIFIED
-
-
-def test_evidence_lines_say_which_side_of_the_threshold_a_value_is() -> None:
-    from alerts.text import evidence_line
-    from guard.models import Evidence
-
-    healthy = Evidence(
-        metric="latency", value=0.41, threshold=1.0, sample_count=556, window_seconds=5
-    )
-    assert evidence_line(healthy) == "latency 0.41s <= 1s over 556 requests in 5s"
-    count = Evidence(metric="request_count", value=555.9, sample_count=555.9, window_seconds=5)
-    assert evidence_line(count) == "request_count 555.9 in 5s"

@@ -134,6 +134,12 @@ def test_a_bad_release_alerts_every_channel_once_with_evidence(
         (kind, receiver) for kind in KINDS for receiver in ("chat", "hook", "pager", "am")
     )
 
+    with guard.client() as client:
+        sent = client.get("/v1/alerts", params={"status": "sent", "receiver": "hook"}).json()
+        assert [d["kind"] for d in sent] == list(reversed(KINDS))  # newest first
+        assert all(d["attempts"] == 1 and d["last_error"] is None for d in sent)
+        assert client.get("/v1/alerts", params={"status": "lost"}).status_code == 422
+
     hooks = _hooks(receiver)
     assert [json.loads(h.body)["kind"] for h in hooks] == KINDS
     for hook in hooks:
