@@ -1,21 +1,30 @@
-"""A notifier that writes alerts to the guard's log; the fallback when no channel is set up."""
+"""The guard's own log as a channel: the default receiver when no other one is configured.
+
+Kept (rather than dropped now that alerts go through the outbox) so that a guard with no
+`alerts:` section still tells someone, and because it runs through the same outbox, its
+deliveries show up in `GET /v1/alerts` like any other.
+"""
 
 from __future__ import annotations
 
-import logging
+from typing import Literal
 
-from .base import RolloutEvent
+from .base import AlertEvent, LogLine, ReceiverSettings, RenderContext
+from .text import evidence_lines, title
 
-log = logging.getLogger("guard.alerts")
+
+class LogSettings(ReceiverSettings):
+    type: Literal["log"] = "log"
 
 
 class LogNotifier:
-    name = "log"
+    type = "log"
+    settings_model = LogSettings
 
-    def notify(self, event: RolloutEvent) -> None:
-        target = f"{event.request.namespace}/{event.request.deployment}"
-        evidence = ""
-        if event.decision is not None:
-            evidence = f" evidence: {event.decision.summary}"
-        log.warning("rollout %s of %s %s: %s%s", event.rollout_id, target, event.state.value,
-                    event.message, evidence)  # fmt: skip
+    def render(self, event: AlertEvent, settings: LogSettings, ctx: RenderContext) -> LogLine:
+        evidence = "; ".join(evidence_lines(event))
+        text = (
+            f"alert {event.id}: {title(event)}: {event.summary}; action: {event.action}; "
+            f"outcome: {event.outcome}"
+        )
+        return LogLine(f"{text}; evidence: {evidence}" if evidence else text)

@@ -9,6 +9,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 
 from guard import __version__
+from guard.alert_sender import AlertSender
 from guard.config import GuardConfig
 from guard.engine import Engine, utcnow
 from guard.kube import KubeClient
@@ -41,6 +42,15 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
             coalesce=True,
             next_run_time=utcnow(),
         )
+        sender = AlertSender(store.outbox, config.alerts, clock=utcnow, metrics=metrics)
+        scheduler.add_job(  # its own job: a slow receiver never delays a tick
+            sender.run_once,
+            "interval",
+            seconds=config.alerts.delivery.poll_seconds,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
         if run_scheduler:
             scheduler.start()
         app.state.services = Services(config, store, engine, metrics, scheduler)
@@ -49,6 +59,7 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            await sender.close()
             await prometheus.close()
             store.close()
 

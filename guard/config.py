@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alerts.config import AlertsConfig
+
 ENV_PREFIX = "GUARD_"
 PLACEHOLDER = re.compile(r"\{(selector|group_by|window)\}")
 
@@ -179,6 +181,7 @@ class GuardConfig(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig = AlertsConfig()
 
     @model_validator(mode="after")
     def _services_resolve(self) -> GuardConfig:

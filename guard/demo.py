@@ -6,19 +6,33 @@ Kubernetes client, PromQL against a real Prometheus); only the cluster and the p
 
 from __future__ import annotations
 
+import json
+import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from alerts.base import AlertEvent
+from alerts.text import evidence_line, title
+from alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from guard.models import Evidence
 from guard.sim.guard_process import GuardProcess
+from guard.sim.receiver import AlertReceiver
 from guard.sim.stack import SimulatedStack, StackSettings
 from guard.sim.workload import TrafficProfile
 
 GOOD = "registry/checkout:1.4.2"
 BAD = "registry/checkout:1.4.3"
+EXPECTED_ALERTS = {
+    "promoted": ["promoted"],
+    "rolled_back": ["rollback_started", "rollback_verified"],
+}
 
 
 def run_demo(*, scrape_interval: float, analysis_interval: float) -> int:
@@ -36,20 +50,89 @@ def run_demo(*, scrape_interval: float, analysis_interval: float) -> int:
             },
         )
         _say("starting the Kubernetes API simulator, a simulated workload and Prometheus ...")
-        with SimulatedStack(settings, workdir / "stack") as stack:
+        with SimulatedStack(settings, workdir / "stack") as stack, AlertReceiver() as hook:
             assert stack.prometheus is not None
             _say(f"  Prometheus {stack.prometheus_url}, scrape interval {scrape_interval:g}s")
             _say(f"  shop/checkout: {settings.replicas} replicas of {settings.image}, 200 req/s")
-            config = stack.write_guard_config(
-                workdir / "guard.yaml", workdir / "data", interval_seconds=analysis_interval
-            )
+            _say(f"  on-call webhook (signed alerts) listening on {hook.url}/alerts")
+            key = secrets.token_hex(16)
+            config = _write_config(stack, workdir, hook, key, analysis_interval)
             with GuardProcess(config, workdir / "guard.log") as guard:
                 _say(f"  guard serving on {guard.url} (analysis every {analysis_interval:g}s)\n")
                 good = _release(guard, GOOD, "good release: 0.2 % errors")
+                alerted = _print_alerts(hook, key, good)
                 bad = _release(guard, BAD, "bad release: 8 % errors")
-        ok = good["state"] == "promoted" and bad["state"] == "rolled_back"
+                alerted = _print_alerts(hook, key, bad) and alerted
+        ok = good["state"] == "promoted" and bad["state"] == "rolled_back" and alerted
         _say("demo " + ("passed" if ok else "did NOT go as expected"))
         return 0 if ok else 1
+
+
+def _write_config(
+    stack: SimulatedStack, workdir: Path, hook: AlertReceiver, key: str, interval: float
+) -> Path:
+    """The stack's guard config plus one signed webhook receiver; the key stays in a file."""
+    key_file = workdir / "webhook.key"
+    key_file.write_text(key, encoding="utf-8")
+    config = stack.guard_config(workdir / "data", interval_seconds=interval)
+    config["alerts"] = {
+        "receivers": {
+            "oncall": {
+                "type": "webhook",
+                "url": f"{hook.url}/alerts",
+                "hmac_key_file": str(key_file),
+            }
+        },
+        "delivery": {"poll_seconds": 0.2},
+    }
+    path = workdir / "guard.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _print_alerts(hook: AlertReceiver, key: str, rollout: dict[str, Any]) -> bool:
+    """Wait for the alerts this outcome should raise; print them as on-call received them."""
+    expected = EXPECTED_ALERTS.get(rollout["state"], [])
+
+    def mine(requests: list[Any]) -> list[dict[str, Any]]:
+        bodies = [json.loads(r.body) for r in requests]
+        return [b for b in bodies if b.get("rollout_id") == rollout["id"]]
+
+    deadline = time.monotonic() + 30
+    while len(mine(hook.requests())) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _say("  alerts received by the on-call webhook:")
+    received = []
+    for request in hook.requests():
+        body = json.loads(request.body)
+        if body.get("rollout_id") != rollout["id"]:
+            continue
+        received.append(body["kind"])
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        signed = verify(
+            key, headers[TIMESTAMP_HEADER.lower()], request.body, headers[SIGNATURE_HEADER.lower()]
+        )
+        _say(
+            f"    alert {body['kind']:<18} ({'signature verified' if signed else 'BAD SIGNATURE'})"
+        )
+        _say(f"        {_title_of(body)}")
+        decision = body.get("decision") or {}
+        for item in decision.get("evidence", []):
+            if item.get("query"):
+                _say(f"        evidence: {evidence_line(Evidence.model_validate(item))}")
+        _say(f"        guard action: {body['action']}")
+        _say(f"        outcome: {body['outcome']}")
+        if body.get("rollback_seconds") is not None:
+            _say(f"        rollback took {body['rollback_seconds']:.1f}s")
+    _say("")
+    return received == expected
+
+
+def _title_of(body: dict[str, Any]) -> str:
+    event = AlertEvent.model_validate(
+        {k: v for k, v in body.items() if k not in ("schema", "status")}
+    )
+    return f"{title(event)}: {event.summary}"
 
 
 def _release(guard: GuardProcess, image: str, title: str) -> dict[str, Any]:

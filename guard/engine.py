@@ -14,24 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from alerts.base import RolloutEvent
-from alerts.registry import NOTIFIERS
+from alerts.events import Change, derive_events
 from guard.config import AnalysisConfig, GuardConfig
 from guard.kube import KubeClient, KubeError
 from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
-from guard.models import RolloutState
+from guard.outbox import RoutedAlert
 from guard.prometheus import PrometheusClient
 from guard.store import ActiveRollout, Store
-from strategies.base import ALERT_ACTION, Action, AnalysisTarget, RolloutContext, Transition
+from strategies.base import Action, AnalysisTarget, RolloutContext, Transition
 from strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
 
 ALLOWED_ACTIONS = frozenset({"set_images", "restore_template", "set_paused"})
-ALERTED_STATES = frozenset(
-    {RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK, RolloutState.FAILED}
-)
 
 
 def utcnow() -> datetime:
@@ -154,34 +150,41 @@ class Engine:
         decided_from = time.perf_counter()
         transition = get_strategy(rollout.request.strategy).step(ctx)
         analysed_at = ctx.observation.at if ctx.observation else None
-        self.store.apply(rollout.id, transition, analysed_at=analysed_at, now=self.clock())
+        self.store.apply(
+            rollout.id,
+            transition,
+            analysed_at=analysed_at,
+            now=self.clock(),
+            alerts=self._alerts(rollout, transition, ctx.now),
+            alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
+        )
         if analysed_at is not None:
             self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
             self.metrics.rollout_ended(self.store, rollout.id)
-        decision = transition.decision
-        entered_alerted = (
-            transition.state is not rollout.state and transition.state in ALERTED_STATES
-        )
-        if entered_alerted or (decision is not None and decision.action == ALERT_ACTION):
-            self._notify(rollout, transition)
         if transition.actions:
             await self._execute(rollout.id, transition.actions)
 
-    def _notify(self, rollout: ActiveRollout, transition: Transition) -> None:
-        event = RolloutEvent(
+    def _alerts(
+        self, rollout: ActiveRollout, transition: Transition, now: datetime
+    ) -> list[RoutedAlert]:
+        """The alerts this transition raises, routed; the store writes them with it."""
+        change = Change(
             rollout_id=rollout.id,
             request=rollout.request,
+            previous_state=rollout.state,
             state=transition.state,
+            step=transition.step,
             message=transition.message or "",
             decision=transition.decision,
+            strategy_state=transition.strategy_state,
+            now=now,
+            history=rollout.alert_history,
+            guard_url=self.config.alerts.guard_url,
         )
-        for notifier in NOTIFIERS.values():
-            try:
-                notifier.notify(event)
-            except Exception:
-                log.exception("notifier %s failed for rollout %s", notifier.name, rollout.id)
+        alerts = self.config.alerts
+        return [RoutedAlert(event, alerts.route(event)) for event in derive_events(change)]
 
     async def _execute(self, rollout_id: str, actions: list[Action]) -> None:
         for action in actions:

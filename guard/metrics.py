@@ -111,6 +111,13 @@ class GuardMetrics:
             registry=self.registry,
         )
 
+        self.alert_deliveries = Counter(
+            "guard_alert_deliveries_total",
+            "Alert delivery attempts, by receiver and outcome (sent, retry, failed).",
+            ["receiver", "outcome"],
+            registry=self.registry,
+        )
+
     def rollout_ended(self, store: Store, rollout_id: str) -> None:
         """Observe one ended rollout. Never raises: the engine calls this between storing a
         terminal transition and alerting on it, and a metric must not cost an alert."""

@@ -100,6 +100,10 @@ class Severity(enum.StrEnum):
 _SEVERITY_RANK = {Severity.NONE: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 
 
+NEEDS_HUMAN = "hold: needs a human"
+"""A decision's `action` when the policy holds and on-call must look (alerts route on it)."""
+
+
 class ControlCommand(enum.StrEnum):
     """Manual commands an operator or pipeline can send to a running rollout."""
 

@@ -18,9 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from guard.config import GuardConfig
+from guard.db import Base, UtcDateTime
 from guard.dora import DeploymentRecord, IncidentRecord, outcome_of
 from guard.models import TERMINAL_STATES, RolloutState
-from guard.store import Base, Conflict, NotFound, RolloutRow, Store, UtcDateTime
+from guard.store import Conflict, NotFound, RolloutRow, Store
 
 UNASSIGNED_TEAM = "unassigned"
 
@@ -161,10 +162,13 @@ class SentAlert(BaseModel):
 
 
 def alerts_sent(store: Store, rollout_id: str) -> list[SentAlert]:
-    """Extension point for the alerts outbox, built in parallel in another issue: until it lands
-    no delivery is recorded anywhere, so every report says "no alerts recorded". Replace this body
-    with a read of the outbox table; the report and its tests need no other change."""
-    return []
+    """Deliveries the outbox confirmed for this rollout, oldest first; pending ones are not sent."""
+    deliveries = store.outbox.list(rollout_id=rollout_id, status="sent", limit=1000)
+    return [
+        SentAlert(channel=d.receiver, sent_at=d.sent_at, summary=f"{d.kind}: {d.summary}")
+        for d in reversed(deliveries)
+        if d.sent_at is not None
+    ]
 
 
 def incidents_of(store: Store, rollout_id: str) -> list[Incident]:

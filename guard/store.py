@@ -10,28 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    create_engine,
-    event,
-    select,
-)
-from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from alerts.base import AlertEvent
+from guard import outbox as alert_outbox
+from guard.db import Base, UtcDateTime
 from guard.models import (
     TERMINAL_STATES,
     ControlCommand,
@@ -50,23 +42,6 @@ EXPOSED_STRATEGY_STATE = (
     "candidate_hash",
     "candidate_serving_at",
 )
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """SQLite forgets time zones; store UTC and hand back aware datetimes."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class RolloutRow(Base):
@@ -134,6 +109,7 @@ class ActiveRollout:
     commands: list[ControlCommand]
     pending_actions: list[Action]
     last_analysis_at: datetime | None
+    alert_history: list[AlertEvent] = field(default_factory=list)
 
 
 class Store:
@@ -147,6 +123,11 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def outbox(self) -> alert_outbox.Outbox:
+        """Claiming and listing alert deliveries, on the same database."""
+        return alert_outbox.Outbox(self._sessions)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -245,9 +226,11 @@ class Store:
         terminal = [s.value for s in TERMINAL_STATES]
         query = select(RolloutRow).where(RolloutRow.state.not_in(terminal))
         with self._session() as session:
-            return [
+            rows = [
                 _active(row) for row in session.scalars(query.order_by(RolloutRow.submitted_at))
             ]
+            alerts = alert_outbox.history(session, [row.id for row in rows])
+        return [replace(row, alert_history=alerts[row.id]) for row in rows]
 
     def command(self, rollout_id: str, command: ControlCommand) -> RolloutView:
         """Queue a manual command; the next tick carries it out."""
@@ -270,8 +253,10 @@ class Store:
         *,
         analysed_at: datetime | None,
         now: datetime,
+        alerts: Sequence[alert_outbox.RoutedAlert] = (),
+        alert_expiry_seconds: float = 6 * 3600,
     ) -> None:
-        """Commit one tick's transition, its decision and its pending actions together."""
+        """Commit one tick's transition, its decision, pending actions and alerts together."""
         with self._session() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
             if row is None:
@@ -298,6 +283,7 @@ class Store:
             if previous_state != row.state:
                 message = transition.message or ""
                 session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message=message))
+            alert_outbox.record(session, alerts, now=now, expire_after=alert_expiry_seconds)
 
     def actions_done(self, rollout_id: str) -> None:
         with self._session() as session:

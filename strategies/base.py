@@ -16,6 +16,7 @@ from analyzers.policy import PolicyState, evaluate
 from guard.config import AnalysisConfig
 from guard.kube import DeploymentSnapshot
 from guard.models import (
+    NEEDS_HUMAN,
     ControlCommand,
     Decision,
     Evidence,
@@ -88,9 +89,6 @@ class Transition:
     consumed_commands: list[ControlCommand] = field(default_factory=list)
 
 
-ALERT_ACTION = "hold: needs a human"
-
-
 class Strategy(Protocol):
     """One rollout strategy; registered in `strategies.registry`."""
 
@@ -140,7 +138,7 @@ def judge(ctx: RolloutContext, observation: Observation) -> Judgement:
         verdict=evaluation.verdict,
         severity=result.severity,
         summary=summary,
-        action=ALERT_ACTION if evaluation.alert else "none",
+        action=NEEDS_HUMAN if evaluation.alert else "none",
         step=ctx.step,
         evidence=list(result.evidence),
     )

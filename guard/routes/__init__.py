@@ -2,6 +2,6 @@
 
 from fastapi import APIRouter
 
-from guard.routes import dora, operations, rollouts
+from guard.routes import alerts, dora, operations, rollouts
 
-ROUTERS: list[APIRouter] = [rollouts.router, operations.router, dora.router]
+ROUTERS: list[APIRouter] = [rollouts.router, alerts.router, operations.router, dora.router]

@@ -50,6 +50,22 @@ def test_prometheus_outage_holds_and_never_promotes(
     with guard.client() as client:
         metrics = client.get("/metrics").text
     assert 'guard_prometheus_query_errors_total{kind="unreachable"}' in metrics
+    _assert_hold_alerted_once(guard, rollout_id)
+
+
+def _assert_hold_alerted_once(guard: GuardProcess, rollout_id: str) -> None:
+    """The guard could not judge: one hold alert (to the default log receiver), then resolved."""
+    deadline = time.monotonic() + 30
+    with guard.client() as client:
+        while time.monotonic() < deadline:
+            alerts = client.get("/v1/alerts", params={"rollout_id": rollout_id}).json()
+            if alerts and all(a["status"] == "sent" for a in alerts):
+                break
+            time.sleep(0.2)
+    kinds = [a["kind"] for a in reversed(alerts)]
+    assert kinds in (["hold", "hold_cleared", "promoted"], ["hold", "promoted"]), alerts
+    assert {(a["receiver"], a["status"]) for a in alerts} == {("log", "sent")}
+    assert f"alert {rollout_id}/hold/1: [medium] Rollout on hold" in guard.log_path.read_text()
 
 
 def test_guard_killed_mid_rollout_resumes_it(stack: SimulatedStack, guard: GuardProcess) -> None:
