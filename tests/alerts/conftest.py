@@ -8,7 +8,15 @@ from typing import Any
 
 from alerts.base import AlertEvent, RenderContext
 from alerts.events import Change, derive_events
-from guard.models import Decision, Evidence, RolloutRequest, RolloutState, Severity, Verdict
+from guard.models import (
+    NEEDS_HUMAN,
+    Decision,
+    Evidence,
+    RolloutRequest,
+    RolloutState,
+    Severity,
+    Verdict,
+)
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 ROLLOUT = "5f0c8a1e-0000-4000-8000-000000000001"
@@ -33,13 +41,19 @@ ERROR_RATE = Evidence(
 )
 
 
-def breach(severity: Severity = Severity.CRITICAL, verdict: Verdict = Verdict.ROLLBACK) -> Decision:
+def breach(
+    severity: Severity = Severity.CRITICAL,
+    verdict: Verdict = Verdict.ROLLBACK,
+    *,
+    needs_human: bool = False,
+) -> Decision:
+    action = "rollback started" if verdict is Verdict.ROLLBACK else "none"
     return Decision(
         at=T0,
         verdict=verdict,
         severity=severity,
         summary=f"{severity.value}: error rate 8.12% > 5.00%",
-        action="rollback started" if verdict is Verdict.ROLLBACK else "none",
+        action=NEEDS_HUMAN if needs_human else action,
         step="analysing",
         evidence=[ERROR_RATE],
     )
@@ -54,7 +68,6 @@ def change(
     message: str = "",
     seconds: float = 0,
     guard_url: str | None = "https://guard.example.com",
-    streak: int = 0,
 ) -> Change:
     return Change(
         rollout_id=ROLLOUT,
@@ -64,7 +77,7 @@ def change(
         step="analysing",
         message=message,
         decision=decision,
-        strategy_state={**STRATEGY_STATE, "breach_streak": streak},
+        strategy_state=dict(STRATEGY_STATE),
         now=T0 + timedelta(seconds=seconds),
         history=tuple(history),
         guard_url=guard_url,
@@ -78,9 +91,9 @@ def one(c: Change) -> AlertEvent:
 
 
 def long_hold(severity: Severity = Severity.HIGH) -> AlertEvent:
-    """A tier breach that has held for three intervals: the guard wants a human."""
+    """A tier breach the analysis policy hands to a human (it holds without rolling back)."""
     p = RolloutState.PROGRESSING
-    return one(change(p, p, decision=breach(severity, Verdict.HOLD), streak=3))
+    return one(change(p, p, decision=breach(severity, Verdict.HOLD, needs_human=True)))
 
 
 def rollback_started() -> AlertEvent:

@@ -72,7 +72,7 @@ def test_promotion_is_a_resolving_event() -> None:
 
 
 def test_a_hold_without_metrics_alerts_once_per_episode_and_clears_once() -> None:
-    outage = breach(Severity.NONE, Verdict.HOLD)
+    outage = breach(Severity.NONE, Verdict.HOLD, needs_human=True)
     first = one(change(P, P, decision=outage))
     assert first.kind is AlertKind.HOLD and first.severity is Severity.MEDIUM
     assert derive_events(change(P, P, decision=outage, history=[first])) == []
@@ -82,10 +82,11 @@ def test_a_hold_without_metrics_alerts_once_per_episode_and_clears_once() -> Non
     assert again.id == f"{ROLLOUT}/hold/2"
 
 
-def test_a_tier_breach_hold_alerts_only_once_it_has_lasted() -> None:
+def test_a_hold_alerts_only_when_the_policy_asks_for_a_human() -> None:
     high = breach(Severity.HIGH, Verdict.HOLD)
-    assert derive_events(change(P, P, decision=high, streak=1)) == []  # rolls back next interval
-    assert derive_events(change(P, P, decision=high, streak=2)) == []
+    assert derive_events(change(P, P, decision=high)) == []  # rolls back next interval
+    outage = breach(Severity.NONE, Verdict.HOLD)
+    assert derive_events(change(P, P, decision=outage)) == []  # a blip, not yet a page
     event = long_hold()
     assert event.kind is AlertKind.HOLD and event.severity is Severity.HIGH
 

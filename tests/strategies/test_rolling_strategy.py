@@ -14,13 +14,14 @@ from analyzers.base import Observation, TrackSample
 from guard.config import AnalysisConfig
 from guard.kube import DeploymentSnapshot, ReplicaSetSnapshot
 from guard.models import (
+    NEEDS_HUMAN,
     ControlCommand,
     RolloutRequest,
     RolloutState,
     Severity,
     Verdict,
 )
-from strategies.base import ALERT_ACTION, Action, RolloutContext, Track, Transition
+from strategies.base import Action, RolloutContext, Track, Transition
 from strategies.rolling import RollingStrategy
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -727,7 +728,7 @@ def test_metrics_unavailable_past_the_limit_holds_and_alerts_once() -> None:
         assert transition.state is RolloutState.PROGRESSING
         assert transition.decision is not None
         assert transition.decision.verdict is Verdict.HOLD
-        alerts.append(transition.decision.action == ALERT_ACTION)
+        alerts.append(transition.decision.action == NEEDS_HUMAN)
         ctx = after(ctx, transition, rolled_out(), observation=unavailable())
     assert alerts.count(True) == 1
     assert alerts.index(True) == 12  # the tick 120 s after the first unavailable one
@@ -749,4 +750,4 @@ def test_a_breach_the_stable_version_shares_holds_and_alerts_never_rolls_back() 
         assert transition.strategy_state["healthy_intervals"] == 0
         actions.append(transition.decision.action)
         ctx = after(ctx, transition, rolled_out(), observation=incident)
-    assert actions == [ALERT_ACTION, "none", "none", "none", "none"]
+    assert actions == [NEEDS_HUMAN, "none", "none", "none", "none"]
