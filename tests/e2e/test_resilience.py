@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from guard.sim.guard_process import GuardProcess
 from guard.sim.stack import SimulatedStack
 
 from .conftest import BAD, GOOD, submit
+
+
+@pytest.fixture
+def guard_config(stack: SimulatedStack, tmp_path: Path) -> Path:
+    """Outages here last seconds: the policy asks for a human after 3 s without evidence."""
+    return stack.write_guard_config(
+        tmp_path / "guard.yaml",
+        tmp_path / "data",
+        interval_seconds=1,
+        healthy_intervals_to_promote=3,
+        hold_alert_after_seconds=3,
+    )
 
 
 def _wait_decisions(
@@ -34,7 +49,7 @@ def test_prometheus_outage_holds_and_never_promotes(
 
     stack.prometheus.pause()
     held = _wait_decisions(
-        guard, rollout_id, lambda d: d["summary"].startswith("metrics unavailable"), 4
+        guard, rollout_id, lambda d: d["summary"].startswith("metrics unavailable"), 5
     )
     assert held["state"] == "progressing"
     hold = next(d for d in held["decisions"] if d["summary"].startswith("metrics unavailable"))
