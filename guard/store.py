@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -123,6 +124,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.RLock()
 
     @property
     def outbox(self) -> alert_outbox.Outbox:
@@ -142,13 +144,25 @@ class Store:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """One writer at a time in this process.
+
+        SQLite's driver starts a transaction only at the first write, so a read-then-write
+        (is this key used? is a rollout active? which commands are queued?) is not atomic
+        without it: two pipelines could start two rollouts on one Deployment, or an abort could
+        be lost to a concurrent tick. Several replicas need PostgreSQL (row locks) instead.
+        """
+        with self._write_lock, self._sessions.begin() as session:
+            yield session
+
     def submit(
         self, request: RolloutRequest, *, idempotency_key: str | None, now: datetime
     ) -> tuple[RolloutView, bool]:
         """Create a rollout, or return the one this idempotency key already created."""
         payload = request.model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        with self._session() as session:
+        with self._writing() as session:
             if idempotency_key is not None:
                 existing = session.scalar(
                     select(RolloutRow).where(RolloutRow.idempotency_key == idempotency_key)
@@ -234,7 +248,7 @@ class Store:
 
     def command(self, rollout_id: str, command: ControlCommand) -> RolloutView:
         """Queue a manual command; the next tick carries it out."""
-        with self._session() as session:
+        with self._writing() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
             if row is None:
                 raise NotFound(rollout_id)
@@ -257,7 +271,7 @@ class Store:
         alert_expiry_seconds: float = 6 * 3600,
     ) -> None:
         """Commit one tick's transition, its decision, pending actions and alerts together."""
-        with self._session() as session:
+        with self._writing() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
             if row is None:
                 raise NotFound(rollout_id)
@@ -286,7 +300,7 @@ class Store:
             alert_outbox.record(session, alerts, now=now, expire_after=alert_expiry_seconds)
 
     def actions_done(self, rollout_id: str) -> None:
-        with self._session() as session:
+        with self._writing() as session:
             row = session.get(RolloutRow, rollout_id)
             if row is not None:
                 row.pending_actions = []

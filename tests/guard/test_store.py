@@ -336,3 +336,31 @@ def test_list_filters_by_state_namespace_and_deployment(store: Store) -> None:
     assert ids(namespace="shop", deployment="checkout") == [a.id]
     assert ids(namespace="nowhere") == []
     assert [r.id for r in store.list_rollouts(limit=1)] == [c.id]
+
+
+def test_concurrent_submissions_start_one_rollout_per_deployment(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(index: int) -> str:
+        key = "same-key" if index % 2 else None
+        try:
+            view, _ = store.submit(request(), idempotency_key=key, now=T0)
+        except Conflict:
+            return "conflict"
+        return view.id
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(40)))
+    started = {o for o in outcomes if o != "conflict"}
+    assert len(started) == 1
+    assert len(store.list_rollouts()) == 1
+
+
+def test_concurrent_commands_are_all_kept(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    commands = [ControlCommand.PAUSE, ControlCommand.ABORT, ControlCommand.PROMOTE] * 5
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda c: store.command(view.id, c), commands))
+    assert set(store.get(view.id).pending_commands) == set(commands)
