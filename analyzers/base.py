@@ -37,6 +37,17 @@ class TrackSample:
             return self.latency
         return quantile_from_buckets(self.latency_buckets or (), quantile)
 
+    def scaled(self, share: float) -> TrackSample:
+        """The counts of `share` of this window, for adding overlapping windows up."""
+        buckets = self.latency_buckets
+        return TrackSample(
+            requests=self.requests * share,
+            errors=self.errors * share,
+            latency=self.latency,
+            latency_buckets=tuple((b, c * share) for b, c in buckets) if buckets else None,
+            queries=self.queries,
+        )
+
     def plus(self, other: TrackSample) -> TrackSample:
         """Counts of two windows together, so thin traffic adds up to evidence."""
         buckets = _add_buckets(self.latency_buckets, other.latency_buckets)

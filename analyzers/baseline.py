@@ -26,7 +26,7 @@ class BaselineAnalyzer:
     name = "baseline"
 
     def analyze(self, observation: Observation, config: AnalysisConfig) -> AnalysisResult:
-        candidate, baseline = observation.candidate, observation.baseline
+        candidate, baseline = _judged(observation, config), observation.baseline
         if baseline is None or baseline.requests < config.min_requests:
             return AnalysisResult(Verdict.CONTINUE, Severity.NONE, "no baseline traffic to compare")
         if candidate is None or candidate.requests <= 0:
@@ -48,6 +48,14 @@ class BaselineAnalyzer:
         else:
             summary = "new version no worse than stable"
         return AnalysisResult(Verdict.CONTINUE, stable, summary, evidence, excused=excused)
+
+
+def _judged(observation: Observation, config: AnalysisConfig) -> TrackSample | None:
+    """The same new-version sample the thresholds judged: this window, or the step's totals."""
+    window, total = observation.candidate, observation.candidate_total
+    if window is not None and window.requests < config.min_requests and total is not None:
+        return total
+    return window
 
 
 def significantly_worse(result: AnalysisResult, metric: str, config: AnalysisConfig) -> bool:

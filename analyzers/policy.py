@@ -85,7 +85,8 @@ class Evaluation:
 
 def evaluate(observation: Observation, state: PolicyState, config: AnalysisConfig) -> Evaluation:
     """Analyse one interval with everything the step has seen, then apply the rules."""
-    state = _accumulate(state, observation.candidate)
+    share = min(1.0, config.interval_seconds / observation.window_seconds)
+    state = _accumulate(state, observation.candidate, share)
     observation = replace(observation, candidate_total=_with_latency(state.total, observation))
     result = analyze_interval(observation, config)
     if result.severity is Severity.NONE and result.verdict in (Verdict.HOLD, Verdict.INCONCLUSIVE):
@@ -132,9 +133,17 @@ def analyze_interval(observation: Observation, config: AnalysisConfig) -> Analys
     return AnalysisResult(absolute.verdict, absolute.severity, absolute.summary, evidence)
 
 
-def _accumulate(state: PolicyState, sample: TrackSample | None) -> PolicyState:
+def _accumulate(state: PolicyState, sample: TrackSample | None, share: float) -> PolicyState:
+    """Add this interval's new requests to the step's totals.
+
+    Windows longer than the interval overlap; only `share` (interval / window) of a window is
+    new, so adding whole windows would count each request several times and overstate the
+    evidence both ways (a rollback or a promotion on a third of the real traffic).
+    """
     if sample is None:
         return state
+    if share < 1.0:
+        sample = sample.scaled(share)
     total = state.total.plus(sample) if state.total else sample
     return replace(
         state,

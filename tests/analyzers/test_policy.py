@@ -33,7 +33,11 @@ def obs(
     unavailable: tuple[tuple[str, str], ...] = (),
 ) -> Observation:
     return Observation(
-        at=T0, window_seconds=30, candidate=candidate, baseline=baseline, unavailable=unavailable
+        at=T0,
+        window_seconds=CONFIG.interval_seconds,
+        candidate=candidate,
+        baseline=baseline,
+        unavailable=unavailable,
     )
 
 
@@ -300,3 +304,15 @@ def test_state_accumulates_buckets_across_intervals() -> None:
     evaluations = run([obs(first), obs(second)])
     assert evaluations[-1].state.total_buckets == ((0.1, 13.0), (float("inf"), 15.0))
     assert evaluations[-1].state.total_requests == 15
+
+
+def test_overlapping_windows_count_each_request_once() -> None:
+    overlapping = AnalysisConfig(interval_seconds=10, window_seconds=30)
+    window = TrackSample(30.0, 3.0)
+    state = PolicyState()
+    for _ in range(3):
+        observation = Observation(at=T0, window_seconds=30, candidate=window)
+        state = evaluate(observation, state, overlapping).state
+    # Each interval adds only its 10 s of new traffic, not the whole overlapping 30 s window.
+    assert state.total_requests == 30.0
+    assert state.total_errors == 3.0
