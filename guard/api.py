@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,6 +27,11 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Kubernetes calls and SQLite commits run in threads; the default pool (cores + 4) would
+        # make a tick over many rollouts wait in line.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="guard")
+        )
         store = Store(config.store.resolved_url)
         metrics = GuardMetrics()
         prometheus = PrometheusClient(

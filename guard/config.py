@@ -129,6 +129,9 @@ class AnalysisConfig(_Strict):
     healthy_intervals_to_promote: int = Field(
         default=3, ge=1, le=1000, description="Healthy intervals after the update is complete"
     )
+    rollback_timeout_seconds: float = Field(
+        default=600, gt=0, description="A rollback not verified by then fails and alerts"
+    )
     high_consecutive_to_rollback: int = Field(default=2, ge=1, le=100)
     medium_consecutive_to_rollback: int = Field(default=3, ge=1, le=100)
     tiers: Tiers = Tiers()

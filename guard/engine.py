@@ -19,6 +19,7 @@ from guard.config import AnalysisConfig, GuardConfig
 from guard.kube import KubeClient, KubeError
 from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
+from guard.models import RolloutState
 from guard.outbox import RoutedAlert
 from guard.prometheus import PrometheusClient
 from guard.store import ActiveRollout, Store
@@ -71,7 +72,7 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
-            active = self.store.active()
+            active = await asyncio.to_thread(self.store.active)
             self.metrics.active_rollouts.set(len(active))
             prepared = [
                 p for p in await asyncio.gather(*(self._prepare_safely(r) for r in active)) if p
@@ -123,9 +124,15 @@ class Engine:
         else:
             log.error("rollout %s: tick failed; retrying next tick", rollout_id, exc_info=exc)
 
-    async def _prepare(self, rollout: ActiveRollout) -> Prepared:
+    async def _prepare(self, rollout: ActiveRollout) -> Prepared | None:
         if rollout.pending_actions:
-            await self._execute(rollout.id, rollout.pending_actions)
+            try:
+                await self._execute(rollout.id, rollout.pending_actions)
+            except KubeError as exc:
+                if exc.retryable:
+                    raise
+                await self._give_up(rollout, exc)
+                return None
         request = rollout.request
         deployment = await asyncio.to_thread(
             self.kube.read_deployment, request.namespace, request.deployment
@@ -150,21 +157,44 @@ class Engine:
         decided_from = time.perf_counter()
         transition = get_strategy(rollout.request.strategy).step(ctx)
         analysed_at = ctx.observation.at if ctx.observation else None
-        self.store.apply(
+        await self._store(rollout, transition, analysed_at=analysed_at)
+        if analysed_at is not None:
+            self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
+        if transition.actions:
+            await self._execute(rollout.id, transition.actions)
+
+    async def _store(
+        self, rollout: ActiveRollout, transition: Transition, *, analysed_at: datetime | None
+    ) -> None:
+        """Commit a transition with its alerts, off the event loop (SQLite may wait on a lock)."""
+        now = self.clock()
+        await asyncio.to_thread(
+            self.store.apply,
             rollout.id,
             transition,
             analysed_at=analysed_at,
-            now=self.clock(),
-            alerts=self._alerts(rollout, transition, ctx.now),
+            now=now,
+            alerts=self._alerts(rollout, transition, now),
             alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
         )
-        if analysed_at is not None:
-            self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
-            self.metrics.rollout_ended(self.store, rollout.id)
-        if transition.actions:
-            await self._execute(rollout.id, transition.actions)
+            await asyncio.to_thread(self.metrics.rollout_ended, self.store, rollout.id)
+
+    async def _give_up(self, rollout: ActiveRollout, error: KubeError) -> None:
+        """Kubernetes refused a change for good (403, 404, 422): fail clearly and alert, rather
+        than replaying the same patch every tick forever."""
+        message = f"Kubernetes refused a change and will not accept it on retry: {error}"
+        failed = Transition(
+            state=RolloutState.FAILED,
+            step="failed",
+            strategy_state=rollout.strategy_state,
+            message=message,
+            outcome_reason="kubernetes_error",
+            consumed_commands=list(rollout.commands),
+            timestamps={"finished_at": self.clock()},
+        )
+        await self._store(rollout, failed, analysed_at=None)
 
     def _alerts(
         self, rollout: ActiveRollout, transition: Transition, now: datetime
@@ -191,7 +221,7 @@ class Engine:
             if action.kind not in ALLOWED_ACTIONS:
                 raise ValueError(f"unknown action {action.kind!r}")
             await asyncio.to_thread(getattr(self.kube, action.kind), **action.params)
-        self.store.actions_done(rollout_id)
+        await asyncio.to_thread(self.store.actions_done, rollout_id)
 
 
 def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:

@@ -7,9 +7,11 @@ called done once the previous revision is fully available again.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from analyzers.base import Observation
+from guard.kube import DeploymentSnapshot
 from guard.models import ControlCommand, Evidence, RolloutState, Verdict
 
 from .base import (
@@ -236,7 +238,11 @@ def _rollback(
         ctx,
         state=RolloutState.ROLLING_BACK,
         step=ROLLING_BACK,
-        strategy_state={**ctx.strategy_state, "rollback_reason": reason},
+        strategy_state={
+            **ctx.strategy_state,
+            "rollback_reason": reason,
+            "rollback_started_at": ctx.now.isoformat(),
+        },
         actions=[action],
         decision=decision,
         message=f"rolling back to revision {ctx.strategy_state.get('stable_revision')}: {summary}",
@@ -249,11 +255,15 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
     deployment = ctx.deployment
     if deployment is None:
         return _fail(ctx, f"deployment {_target(ctx)} disappeared during the rollback")
-    current = deployment.current_replica_set
-    restored = current is not None and current.pod_template_hash == ctx.strategy_state.get(
-        "stable_hash"
-    )
-    if not (restored and deployment.complete):
+    if not (_restored(ctx, deployment) and deployment.complete):
+        started = ctx.strategy_state.get("rollback_started_at")
+        waited = (ctx.now - datetime.fromisoformat(started)).total_seconds() if started else 0.0
+        if waited > ctx.config.rollback_timeout_seconds:
+            return _fail(
+                ctx,
+                f"rollback not verified after {waited:.0f}s: {deployment.describe()}; "
+                "the previous revision is not available, a human is needed",
+            )
         return stay(ctx, message=f"waiting for the previous revision: {deployment.describe()}")
     aborted = ctx.strategy_state.get("rollback_reason") == "aborted"
     return stay(
@@ -265,6 +275,15 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
         consumed_commands=list(ctx.commands),
         timestamps={"rollback_verified_at": ctx.now, "finished_at": ctx.now},
     )
+
+
+def _restored(ctx: RolloutContext, deployment: DeploymentSnapshot) -> bool:
+    """The previous ReplicaSet is current again (by hash, or by images if it had none)."""
+    stable_hash = ctx.strategy_state.get("stable_hash")
+    if stable_hash is None:
+        return deployment.images == ctx.strategy_state.get("stable_images")
+    current = deployment.current_replica_set
+    return current is not None and current.pod_template_hash == stable_hash
 
 
 def _promote(ctx: RolloutContext, decision: Any, *consumed: ControlCommand) -> Transition:

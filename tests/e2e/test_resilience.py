@@ -112,3 +112,21 @@ def test_guard_killed_during_rollback_finishes_it(
     assert rollout["state"] == "rolled_back"
     assert rollout["timestamps"]["rollback_verified_at"]
     assert stack.images() == {"checkout": "registry/checkout:1.4.1"}
+
+
+def test_a_change_kubernetes_refuses_for_good_fails_clearly(
+    stack: SimulatedStack, guard: GuardProcess
+) -> None:
+    stack.kube.inject_fault(
+        method="PATCH", path_regex=r".*/deployments/checkout$", status=403, count=None
+    )
+    rollout = guard.wait_for(submit(guard, GOOD)["id"], timeout=60)
+    stack.kube.clear_faults()
+
+    assert rollout["state"] == "failed"
+    assert rollout["outcome_reason"] == "kubernetes_error"
+    assert "403" in rollout["message"]
+    assert stack.images() == {"checkout": "registry/checkout:1.4.1"}
+    with guard.client() as client:
+        alerts = client.get("/v1/alerts", params={"rollout_id": rollout["id"]}).json()
+    assert "rollout_failed" in [a["kind"] for a in alerts]

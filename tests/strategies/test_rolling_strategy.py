@@ -560,6 +560,15 @@ def test_rollback_waits_until_the_old_revision_is_complete() -> None:
     assert "rollback_verified_at" not in transition.timestamps
 
 
+def test_a_rollback_not_verified_in_time_fails_for_a_human() -> None:
+    stuck = rolling_back_ctx(rollback_in_progress())
+    waited = replace(stuck, now=stuck.now + timedelta(seconds=CONFIG.rollback_timeout_seconds + 1))
+    transition = STRATEGY.step(waited)
+    assert transition.state is RolloutState.FAILED
+    assert "rollback not verified" in (transition.message or "")
+    assert transition.actions == []
+
+
 def test_rollback_with_complete_but_wrong_hash_is_not_verified() -> None:
     # Complete, but the current RS is not the stable one (someone rolled forward instead).
     transition = STRATEGY.step(rolling_back_ctx(rolled_out()))
