@@ -102,11 +102,17 @@ def deploy(
         _bad_input(f"commit_time: {exc}")
     key = idempotency_key or str(uuid.uuid4())
     with httpx.Client(base_url=server, timeout=30) as client:
-        response = client.post(
-            "/v1/rollouts",
-            json=request.model_dump(mode="json", exclude_none=True),
-            headers={"Idempotency-Key": key},
+        response = _patiently(
+            lambda: client.post(
+                "/v1/rollouts",
+                json=request.model_dump(mode="json", exclude_none=True),
+                headers={"Idempotency-Key": key},
+            ),
+            until=time.monotonic() + min(timeout, 120),
         )
+        if response is None:
+            typer.echo(f"error: the guard at {server} did not answer", err=True)
+            raise typer.Exit(EXIT_FAILED)
         if response.status_code in (409, 422):
             _bad_input(*_server_errors(response))
         response.raise_for_status()
@@ -327,7 +333,10 @@ def _watch(client: httpx.Client, rollout_id: str, timeout: float) -> int:
     seen_decisions = 0
     last_line = ""
     while time.monotonic() < deadline:
-        rollout = client.get(f"/v1/rollouts/{rollout_id}").json()
+        response = _patiently(lambda: client.get(f"/v1/rollouts/{rollout_id}"), until=deadline)
+        if response is None or response.status_code != 200:
+            break
+        rollout = response.json()
         for decision in rollout["decisions"][seen_decisions:]:
             typer.echo(f"  decision {decision['verdict']:<12} {decision['summary']}")
         seen_decisions = len(rollout["decisions"])
@@ -340,6 +349,27 @@ def _watch(client: httpx.Client, rollout_id: str, timeout: float) -> int:
         time.sleep(1.0)
     typer.echo(f"gave up waiting after {timeout:g}s; the rollout goes on", err=True)
     return EXIT_FAILED
+
+
+def _patiently(send: Any, *, until: float) -> httpx.Response | None:
+    """Retry while the guard restarts (connection refused, 5xx): the rollout goes on meanwhile,
+    and a pipeline must not read a guard restart as a rollback. POSTs carry an Idempotency-Key,
+    so a retry never starts a second rollout."""
+    delay = 0.5
+    while True:
+        try:
+            response: httpx.Response = send()
+        except httpx.HTTPError as exc:
+            problem = f"{type(exc).__name__}"
+        else:
+            if response.status_code < 500:
+                return response
+            problem = f"HTTP {response.status_code}"
+        if time.monotonic() + delay > until:
+            return None
+        typer.echo(f"  guard unavailable ({problem}); retrying in {delay:g}s", err=True)
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
 
 
 def _get(server: str, path: str, params: dict[str, str] | None = None) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,3 +132,24 @@ def test_a_change_kubernetes_refuses_for_good_fails_clearly(
     with guard.client() as client:
         alerts = client.get("/v1/alerts", params={"rollout_id": rollout["id"]}).json()
     assert "rollout_failed" in [a["kind"] for a in alerts]
+
+
+def test_deploy_wait_rides_out_a_guard_restart(stack: SimulatedStack, guard: GuardProcess) -> None:
+    command = [
+        sys.executable, "-m", "guard", "deploy", "--server", guard.url, "--namespace", "shop",
+        "--deployment", "checkout", "--image", f"checkout={GOOD}", "--wait",
+    ]  # fmt: skip
+    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with guard.client() as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not client.get("/v1/rollouts").json():
+            time.sleep(0.2)
+    guard.kill()
+    assert waiting.stderr is not None
+    first_complaint = waiting.stderr.readline()  # the CLI noticed and keeps waiting
+    guard.start()
+    out, err = waiting.communicate(timeout=180)
+
+    assert "guard unavailable" in first_complaint
+    assert waiting.returncode == 0, out + err
+    assert "promoted" in out
