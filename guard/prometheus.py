@@ -154,7 +154,10 @@ class PrometheusClient:
         except httpx.HTTPError as exc:
             self._failed(QueryStatus.UNREACHABLE)
             return RangeResult(query, QueryStatus.UNREACHABLE, error=_describe(exc))
-        body: dict[str, Any] = response.json() if response.content else {}
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
         if body.get("status") != "success":
             self._failed(QueryStatus.QUERY_ERROR)
             error = f"{body.get('errorType', 'HTTP ' + str(response.status_code))}: "
