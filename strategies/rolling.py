@@ -200,6 +200,24 @@ def _analysed(ctx: RolloutContext, observation: Observation) -> Transition:
     plain.timestamps = {**judgement.timestamps, **plain.timestamps}
     if complete and plain.state is RolloutState.PROGRESSING:
         plain.step = f"{ANALYSING} ({state['healthy_intervals']}/{needed} healthy)"
+    return _hold_progress(ctx, plain, judgement.verdict)
+
+
+def _hold_progress(ctx: RolloutContext, plain: Transition, verdict: Verdict) -> Transition:
+    """A hold stops Kubernetes replacing more pods (spec.paused) until an interval is healthy.
+
+    Only while the update is still rolling and nobody else paused or resumed it this tick.
+    """
+    assert ctx.deployment is not None
+    held = bool(plain.strategy_state.get("held"))
+    busy = plain.actions or plain.state is not RolloutState.PROGRESSING
+    if verdict is Verdict.HOLD and not held and not busy and not ctx.deployment.complete:
+        plain.actions = [_paused(ctx, True)]
+        plain.strategy_state = {**plain.strategy_state, "held": True}
+        plain.step = f"{UPDATING} (held: {plain.decision.summary if plain.decision else ''})"[:128]
+    elif verdict is Verdict.CONTINUE and held and not busy:
+        plain.actions = [_paused(ctx, False)]
+        plain.strategy_state = {**plain.strategy_state, "held": False}
     return plain
 
 

@@ -388,7 +388,8 @@ def test_high_twice_in_a_row_rolls_back() -> None:
     ctx = progressing_ctx(rolling(), observation=breach(Severity.HIGH))
     first = STRATEGY.step(ctx)
     assert first.state is RolloutState.PROGRESSING
-    assert first.actions == []
+    assert kinds(first) == ["set_paused"]  # the hold stops more pods being replaced
+    assert first.actions[0].params["paused"] is True
     assert first.decision is not None
     assert first.decision.verdict is Verdict.HOLD
     assert first.timestamps["first_bad_sample_at"] == ctx.now
@@ -408,10 +409,11 @@ def test_high_healthy_high_does_not_roll_back() -> None:
     ctx = after(ctx, first, rolling(), observation=healthy())
     second = STRATEGY.step(ctx)
     assert second.state is RolloutState.PROGRESSING
+    assert [a.params["paused"] for a in second.actions] == [False]  # healthy: the hold ends
     ctx = after(ctx, second, rolling(), observation=breach(Severity.HIGH))
     third = STRATEGY.step(ctx)
     assert third.state is RolloutState.PROGRESSING
-    assert third.actions == []
+    assert [a.params["paused"] for a in third.actions] == [True]
     assert third.decision is not None
     assert third.decision.verdict is Verdict.HOLD
 
