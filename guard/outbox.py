@@ -279,11 +279,15 @@ class Outbox:
             return _rowcount(session, statement) == 1
 
     def expire(self, *, now: datetime) -> int:
-        """Pending deliveries past their expiry become failed, keeping their last error."""
+        """Deliveries past their expiry become failed, keeping their last error: pending ones, and
+        claimed ones whose sender died (its lease lapsed) so nobody would retry them in time."""
+        lapsed = and_(
+            DeliveryRow.status == DeliveryStatus.SENDING.value, DeliveryRow.claimed_until < now
+        )
         with self._sessions.begin() as session:
             rows = session.scalars(
                 select(DeliveryRow).where(
-                    DeliveryRow.status == DeliveryStatus.PENDING.value,
+                    or_(DeliveryRow.status == DeliveryStatus.PENDING.value, lapsed),
                     DeliveryRow.expires_at <= now,
                 )
             ).all()

@@ -147,6 +147,15 @@ def test_pending_deliveries_expire(store: Store) -> None:
     assert store.outbox.list()[0].status == "failed"
 
 
+def test_a_lapsed_claim_past_the_expiry_fails_instead_of_being_sent_late(store: Store) -> None:
+    _rolled_back(store, ("pager",))
+    outbox = store.outbox
+    outbox.claim(now=T0, limit=10, lease_seconds=5, token="died")
+    assert _claim(outbox, "b", seconds=700) == []
+    [view] = outbox.list()
+    assert view.status == "failed"
+
+
 def test_permanent_failure(store: Store) -> None:
     _rolled_back(store, ("pager",))
     outbox = store.outbox
