@@ -178,7 +178,7 @@ def _watch(client: httpx.Client, rollout_id: str, timeout: float) -> int:
         if line != last_line:
             typer.echo(line)
             last_line = line
-        if rollout["state"] in ("promoted", "rolled_back", "aborted", "failed"):
+        if rollout["state"] in ("promoted", "rolled_back", "aborted", "failed", "refused"):
             return EXIT_PROMOTED if rollout["state"] == "promoted" else EXIT_FAILED
         time.sleep(1.0)
     typer.echo(f"gave up waiting after {timeout:g}s; the rollout goes on", err=True)

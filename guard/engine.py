@@ -19,10 +19,12 @@ from alerts.base import RolloutEvent
 from alerts.registry import NOTIFIERS
 from analyzers.base import AnalysisResult, Observation, TrackMetrics
 from analyzers.registry import get_analyzer
+from guard.cluster import ClusterSnapshot
 from guard.config import AnalysisConfig, GuardConfig
-from guard.kube import KubeClient, KubeError
+from guard.kube import DeploymentSnapshot, KubeClient, KubeError
 from guard.metrics import GuardMetrics
-from guard.models import RolloutState
+from guard.models import ControlCommand, RolloutState
+from guard.preflight import preflight, preflight_transition
 from guard.prometheus import PrometheusClient, QueryResult, QueryStatus
 from guard.store import ActiveRollout, Store
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
@@ -30,7 +32,20 @@ from strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
 
-ALLOWED_ACTIONS = frozenset({"set_images", "restore_template", "set_paused"})
+ALLOWED_ACTIONS = frozenset(
+    {
+        "set_images",
+        "restore_template",
+        "set_paused",
+        "apply_deployment",
+        "scale_deployment",
+        "delete_deployment",
+        "set_service_selector",
+        "apply_service",
+        "delete_service",
+        "set_route_weights",
+    }
+)
 ALERTED_STATES = frozenset(
     {RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK, RolloutState.FAILED}
 )
@@ -80,12 +95,12 @@ class Engine:
             started = time.perf_counter()
             active = self.store.active()
             self.metrics.active_rollouts.set(len(active))
-            await asyncio.gather(*(self._advance_safely(r) for r in active))
+            await asyncio.gather(*(self._advance_safely(r, _blocker(r, active)) for r in active))
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
-    async def _advance_safely(self, rollout: ActiveRollout) -> None:
+    async def _advance_safely(self, rollout: ActiveRollout, blocker: str | None = None) -> None:
         try:
-            await self._advance(rollout)
+            await self._advance(rollout, blocker)
         except KubeError as exc:
             self.metrics.kubernetes_errors.inc()
             log.warning(
@@ -94,7 +109,7 @@ class Engine:
         except Exception:
             log.exception("rollout %s: tick failed; retrying next tick", rollout.id)
 
-    async def _advance(self, rollout: ActiveRollout) -> None:
+    async def _advance(self, rollout: ActiveRollout, blocker: str | None = None) -> None:
         if rollout.pending_actions:
             await self._execute(rollout.id, rollout.pending_actions)
         request = rollout.request
@@ -102,6 +117,19 @@ class Engine:
             self.kube.read_deployment, request.namespace, request.deployment
         )
         config = self.config.analysis_for(request.service_name)
+        if rollout.state is RolloutState.PENDING:
+            gated = await self._gate(rollout, blocker, deployment, config)
+            if gated is None:
+                return
+            rollout = gated
+        service = self.config.service(request.service_name)
+        strategy = get_strategy(request.strategy)
+        needs = strategy.needs(request, service)
+        cluster = (
+            await asyncio.to_thread(self.kube.read_cluster, request.namespace, needs)
+            if needs
+            else ClusterSnapshot()
+        )
         ctx = RolloutContext(
             rollout_id=rollout.id,
             request=request,
@@ -112,8 +140,10 @@ class Engine:
             now=self.clock(),
             config=config,
             deployment=deployment,
+            service=service,
+            cluster=cluster,
+            command_notes=rollout.command_notes,
         )
-        strategy = get_strategy(request.strategy)
         target = strategy.analysis_target(ctx)
         analysis_started = time.perf_counter()
         analysed_at = None
@@ -131,6 +161,42 @@ class Engine:
             self._notify(rollout, transition)
         if transition.actions:
             await self._execute(rollout.id, transition.actions)
+
+    async def _gate(
+        self,
+        rollout: ActiveRollout,
+        blocker: str | None,
+        deployment: DeploymentSnapshot | None,
+        config: AnalysisConfig,
+    ) -> ActiveRollout | None:
+        """Before the first change: wait for a superseded rollout, then run the pre-flight.
+
+        Returns the rollout to hand to its strategy, or None when this tick stops here.
+        """
+        if ControlCommand.ABORT in rollout.commands or "preflight" in rollout.strategy_state:
+            return rollout
+        now = self.clock()
+        if blocker is not None:
+            message = f"waiting for rollout {blocker} of the same Deployment to finish first"
+            waiting = Transition(rollout.state, "waiting", rollout.strategy_state, message=message)
+            self.store.apply(rollout.id, waiting, analysed_at=None, now=now)
+            return None
+        request = rollout.request
+
+        async def measure(track: Track) -> TrackMetrics:
+            return await self.measure_track(request.namespace, track, config, now)
+
+        outcome = await preflight(
+            request, deployment, config=self.config, analysis=config, measure=measure, now=now
+        )
+        verdict = outcome.refused or "passed"
+        state = {**rollout.strategy_state, "preflight": verdict, **outcome.notes}
+        transition = preflight_transition(outcome, state, rollout.commands, now)
+        self.store.apply(rollout.id, transition, analysed_at=None, now=self.clock())
+        if outcome.refused is not None:
+            self.metrics.rollouts.labels(outcome=transition.state.value).inc()
+            return None
+        return replace(rollout, strategy_state=state)
 
     def _notify(self, rollout: ActiveRollout, transition: Transition) -> None:
         event = RolloutEvent(
@@ -185,6 +251,26 @@ class Engine:
     def _count_error(self, result: QueryResult) -> None:
         if result.status in (QueryStatus.UNREACHABLE, QueryStatus.QUERY_ERROR):
             self.metrics.query_errors.labels(kind=result.status.value).inc()
+
+
+def _blocker(rollout: ActiveRollout, active: list[ActiveRollout]) -> str | None:
+    """An earlier unfinished rollout of the same Deployment (one being superseded), if any."""
+    if rollout.state is not RolloutState.PENDING:
+        return None
+    for other in active:
+        same = (other.request.namespace, other.request.deployment) == (
+            rollout.request.namespace,
+            rollout.request.deployment,
+        )
+        if other.id != rollout.id and same and _earlier(other, rollout):
+            return other.id
+    return None
+
+
+def _earlier(a: ActiveRollout, b: ActiveRollout) -> bool:
+    if a.submitted_at is None or b.submitted_at is None:
+        return False
+    return (a.submitted_at, a.id) < (b.submitted_at, b.id)
 
 
 def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .base import Strategy
+from .canary import CanaryStrategy
 from .rolling import RollingStrategy
 
-STRATEGIES: dict[str, Strategy] = {strategy.name: strategy for strategy in (RollingStrategy(),)}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (RollingStrategy(), CanaryStrategy())}
 
 
 def get_strategy(name: str) -> Strategy:

@@ -12,6 +12,7 @@ from guard.sim.guard_process import GuardProcess
 from guard.sim.stack import SimulatedStack, StackSettings
 from guard.sim.workload import TrafficProfile
 
+OLD = "registry/checkout:1.4.1"
 GOOD = "registry/checkout:1.4.2"
 BAD = "registry/checkout:1.4.3"
 SLOW = "registry/checkout:1.4.4"
@@ -61,10 +62,10 @@ def rollout_body(image: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def submit(guard: GuardProcess, image: str, key: str | None = None) -> dict[str, Any]:
+def submit(guard: GuardProcess, image: str, key: str | None = None, **extra: Any) -> dict[str, Any]:
     headers = {"Idempotency-Key": key} if key else {}
     with guard.client() as client:
-        response = client.post("/v1/rollouts", json=rollout_body(image), headers=headers)
+        response = client.post("/v1/rollouts", json=rollout_body(image, **extra), headers=headers)
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created

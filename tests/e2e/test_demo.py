@@ -19,7 +19,8 @@ def test_demo_promotes_the_good_release_and_rolls_back_the_bad_one() -> None:
     assert completed.returncode == 0, output + completed.stderr
     assert "outcome: promoted" in output
     assert "outcome: rolled_back" in output
-    assert re.search(r"decision rollback\s+critical: error rate [0-9.]+% > 5.00%", output)
+    # 8 % errors are critical in most windows, high (twice in a row) in an unlucky one.
+    assert re.search(r"decision rollback\s+(critical|high): error rate [0-9.]+% > [0-9.]+%", output)
     verified = re.search(r"first bad sample -> rollback verified: ([0-9.]+)s", output)
     assert verified is not None and float(verified.group(1)) > 0
     assert "demo passed" in output
