@@ -265,7 +265,7 @@ def _promoting(ctx: RolloutContext) -> Transition:
         ctx,
         step="promoting: removing the canary",
         strategy_state={**ctx.strategy_state, "phase": FINISHING},
-        actions=plan.remove_canary(names, None),
+        actions=plan.remove_canary(names),
         message=f"{names.stable} runs the new version; traffic back on it, canary removed",
     )
 
@@ -294,7 +294,7 @@ def _rollback(
     """Traffic off the canary at once and the canary deleted; stable restored if promotion began."""
     names = _names(ctx)
     state = ctx.strategy_state
-    actions = plan.remove_canary(names, state.get("stable_selector"))
+    actions = plan.remove_canary(names)
     if state.get("phase") in (PROMOTING, FINISHING):
         actions.append(plan.restore_stable(names, state["stable_template"]))
     decision = operational_decision(ctx, Verdict.ROLLBACK, summary, "rollback started", evidence)
@@ -321,6 +321,9 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
     )
     if not (_canary_gone(ctx) and restored and stable.complete):
         return stay(ctx, message=f"waiting for the canary to go and stable: {stable.describe()}")
+    unpin = _unpin_stable_service(ctx)
+    if unpin is not None:
+        return stay(ctx, actions=[unpin], message="canary gone; stable Service selector restored")
     aborted = ctx.strategy_state.get("rollback_reason") == "aborted"
     return stay(
         ctx,
@@ -331,6 +334,18 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
         consumed_commands=list(ctx.commands),
         timestamps={"rollback_verified_at": ctx.now, "finished_at": ctx.now},
     )
+
+
+def _unpin_stable_service(ctx: RolloutContext) -> Action | None:
+    """With a router the stable Service was pinned to the stable pods; put its selector back."""
+    names = _names(ctx)
+    original = ctx.strategy_state.get("stable_selector")
+    service = ctx.cluster.service(names.stable_service)
+    if names.route is None or original is None or service is None:
+        return None
+    if service.selector == original:
+        return None
+    return plan.selector_action(names.namespace, names.stable_service, original)
 
 
 def _resume(ctx: RolloutContext) -> Transition:

@@ -184,8 +184,9 @@ def selector_action(namespace: str, service: str, selector: dict[str, str]) -> A
     )
 
 
-def remove_canary(names: Names, stable_selector: dict[str, str] | None) -> list[Action]:
-    """Traffic off the canary first, then the canary gone and the stable Service as it was."""
+def remove_canary(names: Names) -> list[Action]:
+    """Traffic off the canary first, then the canary gone. A pinned stable Service selector is
+    put back only once the canary pods are gone (see the strategy), or it would select them."""
     actions: list[Action] = []
     if names.route is not None:
         actions.append(route_weights(names, 100, 0))
@@ -196,8 +197,6 @@ def remove_canary(names: Names, stable_selector: dict[str, str] | None) -> list[
         actions.append(
             Action("delete_service", {"namespace": names.namespace, "name": names.canary_service})
         )
-        if stable_selector is not None:
-            actions.append(selector_action(names.namespace, names.stable_service, stable_selector))
     return actions
 
 

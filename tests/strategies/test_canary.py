@@ -227,17 +227,26 @@ def test_with_a_router_the_weights_are_exact_and_the_stable_service_is_pinned() 
     assert transition.strategy_state["effective_weights"][0]["effective_weight"] == 10.0
 
 
-def test_routed_rollback_takes_weight_off_first_and_restores_the_selector() -> None:
+def test_routed_rollback_takes_weight_off_first_and_restores_the_selector_last() -> None:
     ctx = context("canary", steps=[10], service=ROUTED, cluster=routed_cluster())
     first = STRATEGY.step(ctx)
     ctx = after(ctx, first, cluster=routed_cluster(with_canary=True))
     transition = STRATEGY.step(after(ctx, first, analysis=critical()))
 
-    assert kinds(transition) == [
-        "set_route_weights", "delete_deployment", "delete_service", "set_service_selector",
-    ]  # fmt: skip
+    assert kinds(transition) == ["set_route_weights", "delete_deployment", "delete_service"]
     assert transition.actions[0].params["weights"] == {"checkout": 100, "checkout-canary": 0}
-    assert transition.actions[3].params["selector"] == {"app": "checkout"}
+    pinned = {"app": "checkout", "pod-template-hash": OLD_HASH}
+    gone = ClusterSnapshot(
+        deployments={"checkout-canary": None},
+        services={"checkout": ServiceSnapshot("checkout", pinned, []), "checkout-canary": None},
+        httproutes={"checkout": RouteSnapshot("checkout", [[BackendWeight("checkout", 100)]])},
+    )
+    unpinning = STRATEGY.step(after(ctx, transition, cluster=gone))
+    assert kinds(unpinning) == ["set_service_selector"]
+    assert unpinning.actions[0].params["selector"] == {"app": "checkout"}
+    assert unpinning.state is RolloutState.ROLLING_BACK
+    done = STRATEGY.step(after(ctx, unpinning, cluster=routed_cluster()))
+    assert done.state is RolloutState.ROLLED_BACK
 
 
 def test_a_missing_route_fails_before_any_change() -> None:
