@@ -133,6 +133,20 @@ class ControlRequest(BaseModel):
         return f"{who}: {self.reason}" if self.reason else who
 
 
+class RestoreRequest(BaseModel):
+    """`guard rollback SERVICE --to REVISION`: roll a previous revision out again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_revision: int = Field(ge=1, description="Deployment revision, see GET .../revisions")
+    namespace: DnsLabel | None = Field(default=None, description="Default: the last rollout's")
+    deployment: DnsSubdomain | None = Field(default=None, description="Default: the last rollout's")
+    strategy: str | None = Field(default=None, description="Default: the last rollout's")
+    supersede: bool = False
+    actor: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class Evidence(BaseModel):
     """One measured fact behind a decision, complete enough to re-run by hand."""
 
@@ -196,6 +210,12 @@ class RolloutRequest(BaseModel):
     supersede: bool = Field(
         default=False,
         description="Roll back the rollout in flight for this Deployment first, then start",
+    )
+    restore_revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="Set by `guard rollback`: this rollout restores that Deployment revision. "
+        "The pre-flight then skips the stable-metrics check (restoring is the cure for it)",
     )
 
     @field_validator("steps")

@@ -71,6 +71,8 @@ async def preflight(
     if current is None:
         return _refuse(now, "target", f"{target} has no current ReplicaSet", [])
     metrics = await measure(Track(deployment.name, current.pod_template_hash))
+    if request.restore_revision is not None:
+        notes["restore"] = f"restoring revision {request.restore_revision}"
     return _judge_stable(metrics, analysis, now, notes)
 
 
@@ -82,7 +84,9 @@ def _judge_stable(
     results = (metrics.request_count, metrics.error_rate, metrics.latency)
     if any(r.status in (QueryStatus.UNREACHABLE, QueryStatus.QUERY_ERROR) for r in results):
         return _refuse(now, "prometheus", f"Prometheus: {result.summary}", result.evidence)
-    if result.severity is not Severity.NONE:
+    # One short window at the medium tier is within the noise of a healthy service (the
+    # policy itself only acts on medium after several intervals); high or critical is trouble.
+    if result.severity.rank >= Severity.HIGH.rank and "restore" not in notes:
         summary = f"the stable version is already breaching ({result.summary})"
         return _refuse(now, "stable_breaching", summary, result.evidence)
     summary = "pre-flight passed: target healthy, no freeze, Prometheus answers, stable "

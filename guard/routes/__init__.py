@@ -2,6 +2,6 @@
 
 from fastapi import APIRouter
 
-from guard.routes import operations, rollouts
+from guard.routes import operations, rollouts, services
 
-ROUTERS: list[APIRouter] = [rollouts.router, operations.router]
+ROUTERS: list[APIRouter] = [rollouts.router, services.router, operations.router]

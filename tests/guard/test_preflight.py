@@ -105,6 +105,18 @@ def test_a_stable_version_already_breaching_is_refused() -> None:
     assert any(e.metric == "error_rate" and e.value == 0.09 for e in outcome.decision.evidence)
 
 
+def test_one_medium_window_on_stable_is_noise_not_trouble() -> None:
+    outcome, _ = run(measured=metrics(errors=0.012))
+    assert outcome.refused is None
+    assert "medium" in outcome.decision.summary
+
+
+def test_restoring_a_revision_is_not_refused_for_a_breaching_stable() -> None:
+    request = REQUEST.model_copy(update={"restore_revision": 3})
+    outcome, _ = run(request=request, measured=metrics(errors=0.09))
+    assert outcome.refused is None and outcome.notes["restore"] == "restoring revision 3"
+
+
 def test_prometheus_not_answering_is_refused() -> None:
     outcome, _ = run(measured=metrics(status=QueryStatus.UNREACHABLE))
     assert outcome.refused == "prometheus"
