@@ -8,26 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from guard.sim.guard_process import GuardProcess
 from guard.sim.stack import SimulatedStack
 
-from .conftest import BAD, GOOD, OLD, PROFILES, submit
+from .conftest import BAD, GOOD, OLD, PROFILES, QUICK_BLUEGREEN, submit, write_config
 
 BLUEGREEN = {"strategy": "bluegreen"}
 
 
 @pytest.fixture
 def guard(stack: SimulatedStack, tmp_path: Path) -> Iterator[GuardProcess]:
-    config: dict[str, Any] = stack.guard_config(
-        tmp_path / "data", interval_seconds=1, healthy_intervals_to_promote=2
-    )
-    config["services"] = {
-        "checkout": {"bluegreen": {"post_promotion_intervals": 3, "scale_down_delay_seconds": 1}}
-    }
-    path = tmp_path / "guard.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path = write_config(stack, tmp_path, services=QUICK_BLUEGREEN)
     with GuardProcess(path, tmp_path / "guard.log") as process:
         yield process
 

@@ -5,36 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from guard.sim.guard_process import GuardProcess
-from guard.sim.stack import SimulatedStack, StackSettings
+from guard.sim.stack import SimulatedStack
 
-from .conftest import BAD, GOOD, OLD, PROFILES, submit
+from .conftest import BAD, GOOD, OLD, ROUTER, submit, write_config
 
 CANARY = {"strategy": "canary", "steps": [10, 100]}
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[SimulatedStack]:
-    settings = StackSettings(profiles=dict(PROFILES), route=True, requests_per_second=400)
-    with SimulatedStack(settings, tmp_path / "stack") as running:
-        yield running
-
-
-@pytest.fixture
-def guard(stack: SimulatedStack, tmp_path: Path) -> Iterator[GuardProcess]:
-    config: dict[str, Any] = stack.guard_config(
-        tmp_path / "data", interval_seconds=1, healthy_intervals_to_promote=2
-    )
-    config["services"] = {"checkout": {"router": {"httproute": "checkout"}}}
-    path = tmp_path / "guard.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    with GuardProcess(path, tmp_path / "guard.log") as process:
-        yield process
+def guard(route_stack: SimulatedStack, tmp_path: Path) -> Iterator[GuardProcess]:
+    with GuardProcess(
+        write_config(route_stack, tmp_path, services=ROUTER), tmp_path / "g.log"
+    ) as g:
+        yield g
 
 
 def _backends(stack: SimulatedStack) -> dict[str, int]:
@@ -54,13 +41,11 @@ def _clean(stack: SimulatedStack, image: str) -> None:
 
 
 def test_weights_are_set_exactly_and_the_release_promoted(
-    stack: SimulatedStack, guard: GuardProcess
+    route_stack: SimulatedStack, guard: GuardProcess
 ) -> None:
+    stack = route_stack
     rollout_id = submit(guard, GOOD, **CANARY)["id"]
-    deadline = time.monotonic() + 30
-    while _backends(stack) != {"checkout": 90, "checkout-canary": 10}:
-        assert time.monotonic() < deadline, _backends(stack)
-        time.sleep(0.1)
+    _wait_backends(stack, {"checkout": 90, "checkout-canary": 10})
 
     rollout = guard.wait_for(rollout_id)
 
@@ -71,8 +56,9 @@ def test_weights_are_set_exactly_and_the_release_promoted(
 
 
 def test_bad_release_weight_back_to_zero_and_verified(
-    stack: SimulatedStack, guard: GuardProcess
+    route_stack: SimulatedStack, guard: GuardProcess
 ) -> None:
+    stack = route_stack
     rollout = guard.wait_for(submit(guard, BAD, **CANARY)["id"])
 
     assert rollout["state"] == "rolled_back", rollout["message"]
@@ -80,3 +66,29 @@ def test_bad_release_weight_back_to_zero_and_verified(
     _clean(stack, OLD)
     assert stack.workload is not None
     assert {p.image for p in stack.workload.pods() if p.serving} == {OLD}
+
+
+def test_abort_mid_step_after_a_restart_mid_step(
+    route_stack: SimulatedStack, guard: GuardProcess
+) -> None:
+    rollout_id = submit(guard, GOOD, strategy="canary", steps=[10, 50, 100])["id"]
+    _wait_backends(route_stack, {"checkout": 90, "checkout-canary": 10})
+    guard.kill()
+    guard.start()
+    _wait_backends(route_stack, {"checkout": 50, "checkout-canary": 50})
+    with guard.client() as client:
+        body = {"actor": "dave", "reason": "pager went off"}
+        assert client.post(f"/v1/rollouts/{rollout_id}/abort", json=body).status_code == 200
+
+    rollout = guard.wait_for(rollout_id)
+
+    assert rollout["state"] == "aborted", rollout["message"]
+    assert any("dave: pager went off" in d["summary"] for d in rollout["decisions"])
+    _clean(route_stack, OLD)
+
+
+def _wait_backends(stack: SimulatedStack, weights: dict[str, int], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _backends(stack) != weights:
+        assert time.monotonic() < deadline, _backends(stack)
+        time.sleep(0.1)

@@ -7,20 +7,25 @@ import subprocess
 import sys
 
 
-def test_demo_promotes_the_good_release_and_rolls_back_the_bad_one() -> None:
+def test_demo_shows_every_strategy_promoting_a_good_and_rolling_back_a_bad_release() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "guard", "demo"],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
         check=False,
     )
     output = completed.stdout
     assert completed.returncode == 0, output + completed.stderr
-    assert "outcome: promoted" in output
-    assert "outcome: rolled_back" in output
+    for strategy in ("rolling", "canary", "bluegreen"):
+        assert f"=== {strategy}, good release" in output
+        assert f"=== {strategy}, bad release" in output
+    assert output.count("outcome: promoted") == 3
+    assert output.count("outcome: rolled_back") == 3
     # 8 % errors are critical in most windows, high (twice in a row) in an unlucky one.
     assert re.search(r"decision rollback\s+(critical|high): error rate [0-9.]+% > [0-9.]+%", output)
-    verified = re.search(r"first bad sample -> rollback verified: ([0-9.]+)s", output)
-    assert verified is not None and float(verified.group(1)) > 0
+    summary = output[output.index("=== time from the first bad sample") :]
+    for strategy in ("rolling", "canary", "bluegreen"):
+        measured = re.search(rf"{strategy}\s+([0-9.]+)s  \(rolled_back\)", summary)
+        assert measured is not None and float(measured.group(1)) > 0, summary
     assert "demo passed" in output
