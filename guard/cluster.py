@@ -30,9 +30,27 @@ class ClusterNeeds:
     deployments: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
     httproutes: tuple[str, ...] = ()
+    probes: tuple[str, ...] = ()  # URLs to GET (smoke checks); run by the engine, not kube
 
     def __bool__(self) -> bool:
         return bool(self.deployments or self.services or self.httproutes)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One smoke-check GET: the status code, or why there was none."""
+
+    url: str
+    status: int | None
+    error: str = ""
+    elapsed_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def describe(self) -> str:
+        return f"{self.url}: HTTP {self.status}" if self.status else f"{self.url}: {self.error}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,7 @@ class ClusterSnapshot:
     deployments: dict[str, DeploymentSnapshot | None] = field(default_factory=dict)
     services: dict[str, ServiceSnapshot | None] = field(default_factory=dict)
     httproutes: dict[str, RouteSnapshot | None] = field(default_factory=dict)
+    probes: dict[str, ProbeResult] = field(default_factory=dict)
 
     def deployment(self, name: str) -> DeploymentSnapshot | None:
         return self.deployments.get(name)

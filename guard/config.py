@@ -134,7 +134,9 @@ class BlueGreenConfig(_Strict):
     )
     active_service: str | None = Field(default=None, description="Default: the deployment's name")
     smoke_url: str | None = Field(
-        default=None, description="Optional URL that must answer 2xx before the switch"
+        default=None,
+        description="Optional URL (e.g. the preview Service's health check) that must answer "
+        "2xx before the switch; 3 failures in a row roll back",
     )
     post_promotion_intervals: int = Field(default=3, ge=1, le=1000)
     scale_down_delay_seconds: float = Field(

@@ -15,16 +15,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import httpx
+
 from alerts.base import RolloutEvent
 from alerts.registry import NOTIFIERS
 from analyzers.base import AnalysisResult, Observation, TrackMetrics
 from analyzers.registry import get_analyzer
-from guard.cluster import ClusterSnapshot
+from guard.cluster import ClusterNeeds, ClusterSnapshot
 from guard.config import AnalysisConfig, GuardConfig
 from guard.kube import DeploymentSnapshot, KubeClient, KubeError
 from guard.metrics import GuardMetrics
 from guard.models import ControlCommand, RolloutState
 from guard.preflight import preflight, preflight_transition
+from guard.probe import probe
 from guard.prometheus import PrometheusClient, QueryResult, QueryStatus
 from guard.store import ActiveRollout, Store
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
@@ -125,11 +128,7 @@ class Engine:
         service = self.config.service(request.service_name)
         strategy = get_strategy(request.strategy)
         needs = strategy.needs(request, service)
-        cluster = (
-            await asyncio.to_thread(self.kube.read_cluster, request.namespace, needs)
-            if needs
-            else ClusterSnapshot()
-        )
+        cluster = await self._observe(request.namespace, needs)
         ctx = RolloutContext(
             rollout_id=rollout.id,
             request=request,
@@ -161,6 +160,19 @@ class Engine:
             self._notify(rollout, transition)
         if transition.actions:
             await self._execute(rollout.id, transition.actions)
+
+    async def _observe(self, namespace: str, needs: ClusterNeeds) -> ClusterSnapshot:
+        """The objects and smoke checks a strategy declared it needs, read concurrently."""
+        cluster = (
+            await asyncio.to_thread(self.kube.read_cluster, namespace, needs)
+            if needs
+            else ClusterSnapshot()
+        )
+        if not needs.probes:
+            return cluster
+        async with httpx.AsyncClient(timeout=self.config.prometheus.timeout_seconds) as client:
+            results = await asyncio.gather(*(probe(client, url) for url in needs.probes))
+        return replace(cluster, probes={r.url: r for r in results})
 
     async def _gate(
         self,

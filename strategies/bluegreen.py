@@ -32,6 +32,7 @@ from .common import abort_before_start, fail, first_serving, unknown_containers
 
 PRE, POST, DELAY, UPDATING_BLUE, CLEANUP = "pre", "post", "delay", "updating blue", "cleanup"
 ANALYSED = (PRE, POST)
+SMOKE_FAILURES = 3
 
 
 class BlueGreenStrategy:
@@ -41,7 +42,12 @@ class BlueGreenStrategy:
 
     def needs(self, request: RolloutRequest, service: ServiceConfig) -> ClusterNeeds:
         names = plan.Names.of(request, service)
-        return ClusterNeeds(deployments=(names.green,), services=(names.active, names.preview))
+        smoke = service.bluegreen.smoke_url
+        return ClusterNeeds(
+            deployments=(names.green,),
+            services=(names.active, names.preview),
+            probes=(smoke,) if smoke else (),
+        )
 
     def analysis_target(self, ctx: RolloutContext) -> AnalysisTarget | None:
         if ctx.state not in (RolloutState.PROGRESSING, RolloutState.PAUSED):
@@ -176,7 +182,11 @@ def _pre(ctx: RolloutContext, state: dict[str, Any]) -> Transition:
     promote = ControlCommand.PROMOTE in ctx.commands
     needed = ctx.config.healthy_intervals_to_promote
     ready = green is not None and green.complete
-    if not (ready and (promote or int(state.get("healthy_intervals", 0)) >= needed)):
+    smoke = _smoke(ctx, state) if ready and not promote else None
+    if isinstance(smoke, Transition):
+        return smoke
+    analysed = int(state.get("healthy_intervals", 0)) >= needed
+    if not (ready and (promote or (analysed and smoke is not False))):
         return stay(ctx, strategy_state=state)
     reason = (
         f"promoted by {ctx.note(ControlCommand.PROMOTE)}"
@@ -201,6 +211,33 @@ def _pre(ctx: RolloutContext, state: dict[str, Any]) -> Transition:
         message=f"active Service {names.active} now selects green",
         consumed_commands=[ControlCommand.PROMOTE] if promote else [],
     )
+
+
+def _smoke(ctx: RolloutContext, state: dict[str, Any]) -> Transition | bool | None:
+    """The preview smoke check: None when none is configured, whether the last one passed, or
+    a rollback after SMOKE_FAILURES failures in a row (one may be a blip; three are not)."""
+    url = ctx.service.bluegreen.smoke_url
+    result = ctx.cluster.probes.get(url) if url else None
+    if result is None:
+        return None
+    if result.ok:
+        state["smoke_failures"] = 0
+        return True
+    failures = int(state.get("smoke_failures", 0)) + 1
+    state["smoke_failures"] = failures
+    if failures < SMOKE_FAILURES:
+        return False
+    evidence = [
+        Evidence(
+            metric="smoke_check", value=float(result.status or 0), note=result.describe(),
+            threshold=float(SMOKE_FAILURES), comparison=">=",
+        )
+    ]  # fmt: skip
+    summary = f"smoke check failed {failures} times in a row: {result.describe()}"
+    moved = _rollback(ctx, "smoke_check", summary, evidence, None)
+    moved.strategy_state = {**state, **moved.strategy_state}
+    moved.timestamps.setdefault("first_bad_sample_at", ctx.now)
+    return moved
 
 
 def _post(ctx: RolloutContext, state: dict[str, Any]) -> Transition:

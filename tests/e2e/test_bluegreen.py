@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -108,4 +110,36 @@ def test_abort_mid_step_and_restart_mid_step(stack: SimulatedStack, guard: Guard
 
     assert rollout["state"] == "aborted", rollout["message"]
     assert any("bob: wrong build" in d["summary"] for d in rollout["decisions"])
+    _clean(stack, OLD)
+
+
+class _Failing(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def test_a_failing_smoke_check_rolls_back_before_the_switch(
+    stack: SimulatedStack, tmp_path: Path
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/healthz"
+    quick = QUICK_BLUEGREEN["checkout"]["bluegreen"]
+    services = {"checkout": {"bluegreen": {**quick, "smoke_url": url}}}
+    path = write_config(stack, tmp_path, services=services)
+    try:
+        with GuardProcess(path, tmp_path / "guard.log") as guard:
+            rollout = guard.wait_for(submit(guard, GOOD, **BLUEGREEN)["id"])
+    finally:
+        server.shutdown()
+
+    assert rollout["state"] == "rolled_back", rollout["message"]
+    assert rollout["outcome_reason"] == "smoke_check"
+    assert not any(d["action"] == "switched" for d in rollout["decisions"])
+    rollback = next(d for d in rollout["decisions"] if d["verdict"] == "rollback")
+    assert "HTTP 503" in rollback["summary"]
     _clean(stack, OLD)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from guard.cluster import TRACK_LABEL, ClusterSnapshot, ServiceSnapshot
+from guard.cluster import TRACK_LABEL, ClusterSnapshot, ProbeResult, ServiceSnapshot
 from guard.config import BlueGreenConfig, ServiceConfig
 from guard.kube import HASH_LABEL
 from guard.models import ControlCommand, RolloutState, Verdict
@@ -158,3 +158,45 @@ def test_a_missing_active_service_fails_before_any_change() -> None:
     empty = ClusterSnapshot(services={"checkout": None}, deployments={"checkout-green": None})
     transition = STRATEGY.step(context("bluegreen", cluster=empty))
     assert transition.state is RolloutState.FAILED and not transition.actions
+
+
+# --- smoke check ----------------------------------------------------------------------------
+
+SMOKE = "http://checkout-preview.shop.svc/healthz"
+WITH_SMOKE = ServiceConfig(bluegreen=BlueGreenConfig(smoke_url=SMOKE))
+
+
+def smoked(status: int | None) -> ClusterSnapshot:
+    base = cluster()
+    error = "" if status else "ConnectError: refused"
+    return replace(base, probes={SMOKE: ProbeResult(SMOKE, status, error)})
+
+
+def test_a_smoke_url_is_declared_as_a_probe() -> None:
+    ctx = context("bluegreen", service=WITH_SMOKE)
+    assert STRATEGY.needs(ctx.request, WITH_SMOKE).probes == (SMOKE,)
+    assert STRATEGY.needs(ctx.request, ServiceConfig()).probes == ()
+
+
+def test_the_switch_waits_for_a_passing_smoke_check() -> None:
+    ctx, transition = started()
+    ctx = replace(ctx, service=WITH_SMOKE, cluster=smoked(503))
+    held = STRATEGY.step(after(ctx, transition, analysis=healthy()))
+    held = STRATEGY.step(after(ctx, held, analysis=healthy()))
+    assert held.strategy_state["phase"] == "pre" and not held.actions
+    assert held.strategy_state["smoke_failures"] == 2
+    switched = STRATEGY.step(after(ctx, held, analysis=healthy(), cluster=smoked(200)))
+    assert switched.strategy_state["phase"] == "post"
+    assert switched.actions[0].params["selector"] == ON_GREEN
+
+
+def test_three_failed_smoke_checks_in_a_row_roll_back_before_the_switch() -> None:
+    ctx, transition = started()
+    ctx = replace(ctx, service=WITH_SMOKE, cluster=smoked(None))
+    for _ in range(3):
+        transition = STRATEGY.step(after(ctx, transition))
+    assert transition.state is RolloutState.ROLLING_BACK
+    assert transition.strategy_state["rollback_reason"] == "smoke_check"
+    assert transition.decision is not None
+    assert transition.decision.evidence[0].metric == "smoke_check"
+    assert transition.actions[0].params["selector"] == ON_BLUE
