@@ -51,7 +51,10 @@ EXPOSED_STRATEGY_STATE = (
     "steps",
     "step_index",
     "effective_weights",
+    "phase",
+    "preflight",
     "freeze_override",
+    "restore",
 )
 
 
