@@ -9,7 +9,8 @@ import sys
 
 def test_demo_shows_every_strategy_promoting_a_good_and_rolling_back_a_bad_release() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "guard", "demo"],
+        # 1 s analysis intervals keep the six releases inside the suite's time budget.
+        [sys.executable, "-m", "guard", "demo", "--analysis-interval", "1"],
         capture_output=True,
         text=True,
         timeout=420,
