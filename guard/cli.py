@@ -68,7 +68,16 @@ def deploy(
     namespace: Annotated[str, typer.Option(help="Namespace of the Deployment")],
     deployment: Annotated[str, typer.Option(help="Deployment name")],
     image: Annotated[list[str], typer.Option(help="CONTAINER=IMAGE, repeatable")],
-    strategy: Annotated[str, typer.Option(help="rolling")] = "rolling",
+    strategy: Annotated[str, typer.Option(help="rolling, canary or bluegreen")] = "rolling",
+    steps: Annotated[
+        str | None, typer.Option(help="Canary weights, e.g. 5,20,pause,50 (default: config)")
+    ] = None,
+    override_freeze: Annotated[
+        str | None, typer.Option(help="Reason to deploy during a freeze window (recorded)")
+    ] = None,
+    supersede: Annotated[
+        bool, typer.Option(help="Roll back the rollout in flight for this Deployment first")
+    ] = False,
     service: Annotated[str | None, typer.Option(help="Service name for per-service config")] = None,
     commit_sha: Annotated[str | None, typer.Option(help="Commit being deployed")] = None,
     commit_time: Annotated[str | None, typer.Option(help="ISO 8601 commit time")] = None,
@@ -97,6 +106,9 @@ def deploy(
             service=service,
             commit_sha=commit_sha,
             commit_time=datetime.fromisoformat(commit_time) if commit_time else None,
+            steps=_steps(steps) if steps else None,
+            override_freeze=override_freeze,
+            supersede=supersede,
         )
     except ValidationError as exc:
         _bad_input(*(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -146,10 +158,22 @@ def list_rollouts(
         )
 
 
+ActorOption = Annotated[
+    str | None, typer.Option(envvar="USER", help="Who asks (recorded); default $USER")
+]
+ReasonOption = Annotated[str | None, typer.Option(help="Why (recorded with the command)")]
+
+
 def _control(command: str) -> None:
-    def run(rollout_id: str, server: ServerOption = DEFAULT_SERVER) -> None:
+    def run(
+        rollout_id: str,
+        actor: ActorOption = None,
+        reason: ReasonOption = None,
+        server: ServerOption = DEFAULT_SERVER,
+    ) -> None:
+        body = {k: v for k, v in {"actor": actor, "reason": reason}.items() if v}
         with httpx.Client(base_url=server, timeout=30) as client:
-            response = client.post(f"/v1/rollouts/{rollout_id}/{command}")
+            response = client.post(f"/v1/rollouts/{rollout_id}/{command}", json=body)
             if response.status_code >= 400:
                 _bad_input(*_server_errors(response))
         typer.echo(f"{command} requested for rollout {rollout_id}")
@@ -229,11 +253,53 @@ def _percent(ratio: float | None) -> str:
 
 
 @app.command()
+def revisions(
+    service: str,
+    namespace: Annotated[str | None, typer.Option()] = None,
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """The current revision of a service and the last three that can be restored."""
+    params = {"namespace": namespace} if namespace else None
+    typer.echo(json.dumps(_get(server, f"/v1/services/{service}/revisions", params), indent=2))
+
+
+@app.command()
+def rollback(
+    service: str,
+    to: Annotated[int, typer.Option("--to", help="Revision to restore (see `guard revisions`)")],
+    namespace: Annotated[str | None, typer.Option()] = None,
+    strategy: Annotated[str | None, typer.Option(help="Default: the last rollout's")] = None,
+    supersede: Annotated[bool, typer.Option(help="Roll back a rollout in flight first")] = False,
+    actor: ActorOption = None,
+    reason: ReasonOption = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the outcome")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3600.0,
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Restore one of a service's last three revisions as a guarded rollout."""
+    body = {
+        "to_revision": to, "namespace": namespace, "strategy": strategy,
+        "supersede": supersede, "actor": actor, "reason": reason,
+    }  # fmt: skip
+    with httpx.Client(base_url=server, timeout=30) as client:
+        response = client.post(
+            f"/v1/services/{service}/rollback",
+            json={k: v for k, v in body.items() if v is not None},
+        )
+        if response.status_code >= 400:
+            _bad_input(*_server_errors(response))
+        rollout = response.json()
+        typer.echo(f"rollout {rollout['id']} restores revision {to} of {service}")
+        if wait:
+            raise typer.Exit(_watch(client, rollout["id"], timeout))
+
+
+@app.command()
 def demo(
     scrape_interval: Annotated[float, typer.Option(help="Prometheus scrape interval, s")] = 1.0,
     analysis_interval: Annotated[float, typer.Option(help="Analysis interval, s")] = 2.0,
 ) -> None:
-    """Run a good and a bad release on a simulated cluster with a real Prometheus."""
+    """A good and a bad release per strategy on a simulated cluster with a real Prometheus."""
     from guard.demo import run_demo
 
     raise typer.Exit(run_demo(scrape_interval=scrape_interval, analysis_interval=analysis_interval))
@@ -346,7 +412,7 @@ def _watch(client: httpx.Client, rollout_id: str, timeout: float) -> int:
         if line != last_line:
             typer.echo(line)
             last_line = line
-        if rollout["state"] in ("promoted", "rolled_back", "aborted", "failed"):
+        if rollout["state"] in ("promoted", "rolled_back", "aborted", "failed", "refused"):
             return EXIT_PROMOTED if rollout["state"] == "promoted" else EXIT_FAILED
         time.sleep(1.0)
     typer.echo(f"gave up waiting after {timeout:g}s; the rollout goes on", err=True)
@@ -372,6 +438,12 @@ def _patiently(send: Any, *, until: float) -> httpx.Response | None:
         typer.echo(f"  guard unavailable ({problem}); retrying in {delay:g}s", err=True)
         time.sleep(delay)
         delay = min(delay * 2, 10.0)
+
+
+def _steps(text: str) -> list[int | str]:
+    """'5,20,pause,50' -> [5, 20, 'pause', 50]; the request model checks the values."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return [int(item) if item.isdigit() else item for item in items]
 
 
 def _get(server: str, path: str, params: dict[str, str] | None = None) -> Any:

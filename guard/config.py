@@ -12,13 +12,15 @@ import os
 import re
 import typing
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.config import AlertsConfig
+from guard.models import CanaryStep
 
 ENV_PREFIX = "GUARD_"
 PLACEHOLDER = re.compile(r"\{(selector|group_by|window)\}")
@@ -138,11 +140,75 @@ class AnalysisConfig(_Strict):
     queries: Queries = Queries()
 
 
+DEFAULT_CANARY_STEPS: tuple[CanaryStep, ...] = (10, 25, 50, 100)
+
+
+class CanaryConfig(_Strict):
+    """Traffic steps of a canary; each step is analysed before the next."""
+
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: list(DEFAULT_CANARY_STEPS), min_length=1
+    )
+    intervals_per_step: int | None = Field(
+        default=None, ge=1, le=1000, description="Healthy intervals per step; None: as promotion"
+    )
+
+
+class BlueGreenConfig(_Strict):
+    """Green beside blue; analysed on preview traffic, then switched in one Service update."""
+
+    preview_service: str | None = Field(
+        default=None, description="Preview Service name; default '<deployment>-preview'"
+    )
+    active_service: str | None = Field(default=None, description="Default: the deployment's name")
+    smoke_url: str | None = Field(
+        default=None,
+        description="Optional URL (e.g. the preview Service's health check) that must answer "
+        "2xx before the switch; 3 failures in a row roll back",
+    )
+    post_promotion_intervals: int = Field(default=3, ge=1, le=1000)
+    scale_down_delay_seconds: float = Field(
+        default=30.0, ge=0, le=86400, description="Blue kept scaled up this long after the window"
+    )
+
+
+class RouterConfig(_Strict):
+    """A Gateway API HTTPRoute whose backendRefs weights the canary sets exactly."""
+
+    type: Literal["gateway-api"] = "gateway-api"
+    httproute: str = Field(description="Name of the HTTPRoute in the Deployment's namespace")
+    stable_service: str | None = Field(default=None, description="Default: the deployment's name")
+
+
 class ServiceConfig(_Strict):
     """Per-service overrides; keys left out inherit the global `analysis` section."""
 
     analysis: dict[str, Any] = Field(default_factory=dict)
     team: str | None = None
+    canary: CanaryConfig = CanaryConfig()
+    bluegreen: BlueGreenConfig = BlueGreenConfig()
+    router: RouterConfig | None = None
+
+
+class FreezeWindow(_Strict):
+    """A period in which no rollout starts unless it carries `override_freeze` with a reason."""
+
+    name: str = Field(min_length=1, max_length=128)
+    start: datetime
+    end: datetime
+    services: list[str] = Field(default_factory=list, description="Empty: every service")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreezeWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end must carry a time zone, e.g. 2026-12-24T00:00:00Z")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    def active(self, service: str, now: datetime) -> bool:
+        applies = not self.services or service in self.services
+        return applies and self.start <= now < self.end
 
 
 class ServerConfig(_Strict):
@@ -185,6 +251,7 @@ class GuardConfig(_Strict):
     analysis: AnalysisConfig = AnalysisConfig()
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _services_resolve(self) -> GuardConfig:
@@ -198,6 +265,13 @@ class GuardConfig(_Strict):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def service(self, name: str) -> ServiceConfig:
+        """The service's section, or the defaults when it has none."""
+        return self.services.get(name) or ServiceConfig()
+
+    def active_freeze(self, service: str, now: datetime) -> FreezeWindow | None:
+        return next((w for w in self.freeze_windows if w.active(service, now)), None)
 
     def analysis_for(self, service: str) -> AnalysisConfig:
         """The global analysis section with the service's overrides merged in, key by key."""

@@ -1,4 +1,4 @@
-"""`guard demo`: one good and one bad release on a simulated cluster, judged by real Prometheus.
+"""`guard demo`: a good and a bad release per strategy on a simulated cluster, judged by Prometheus.
 
 It runs the same pieces a production guard runs (the `guard serve` process, the official
 Kubernetes client, PromQL against a real Prometheus); only the cluster and the pods are simulated.
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,37 @@ from guard.sim.receiver import AlertReceiver
 from guard.sim.stack import SimulatedStack, StackSettings
 from guard.sim.workload import TrafficProfile
 
-GOOD = "registry/checkout:1.4.2"
-BAD = "registry/checkout:1.4.3"
+GOOD_PROFILE = TrafficProfile(error_rate=0.002, latency_p50_seconds=0.07, latency_p99_seconds=0.25)
+BAD_PROFILE = TrafficProfile(error_rate=0.08, latency_p50_seconds=0.08, latency_p99_seconds=0.3)
+
+
+@dataclass(frozen=True)
+class Release:
+    strategy: str
+    image: str
+    good: bool
+    extra: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        kind = "good release: 0.2 % errors" if self.good else "bad release: 8 % errors"
+        return f"{self.strategy}, {kind}"
+
+
+RELEASES = (
+    Release("rolling", "registry/checkout:1.4.2", good=True),
+    Release("rolling", "registry/checkout:1.4.3", good=False),
+    Release("canary", "registry/checkout:1.5.0", good=True, extra=("--steps", "25,50")),
+    Release("canary", "registry/checkout:1.5.1", good=False, extra=("--steps", "25,50")),
+    Release("bluegreen", "registry/checkout:1.6.0", good=True),
+    Release("bluegreen", "registry/checkout:1.6.1", good=False),
+)
+# Blue-green: a short post-promotion window and scale-down delay keep the demo brisk.
+DEMO_SERVICES = {
+    "checkout": {"bluegreen": {"post_promotion_intervals": 2, "scale_down_delay_seconds": 2}}
+}
+
+
 EXPECTED_ALERTS = {
     "promoted": ["promoted"],
     "rolled_back": ["rollback_started", "rollback_verified"],
@@ -40,14 +70,7 @@ def run_demo(*, scrape_interval: float, analysis_interval: float) -> int:
         workdir = Path(tmp)
         settings = StackSettings(
             scrape_interval_seconds=scrape_interval,
-            profiles={
-                GOOD: TrafficProfile(
-                    error_rate=0.002, latency_p50_seconds=0.07, latency_p99_seconds=0.25
-                ),
-                BAD: TrafficProfile(
-                    error_rate=0.08, latency_p50_seconds=0.08, latency_p99_seconds=0.3
-                ),
-            },
+            profiles={r.image: GOOD_PROFILE if r.good else BAD_PROFILE for r in RELEASES},
         )
         _say("starting the Kubernetes API simulator, a simulated workload and Prometheus ...")
         with SimulatedStack(settings, workdir / "stack") as stack, AlertReceiver() as hook:
@@ -56,14 +79,19 @@ def run_demo(*, scrape_interval: float, analysis_interval: float) -> int:
             _say(f"  shop/checkout: {settings.replicas} replicas of {settings.image}, 200 req/s")
             _say(f"  on-call webhook (signed alerts) listening on {hook.url}/alerts")
             key = secrets.token_hex(16)
-            config = _write_config(stack, workdir, hook, key, analysis_interval)
-            with GuardProcess(config, workdir / "guard.log") as guard:
+            path = _write_config(stack, workdir, hook, key, analysis_interval)
+            with GuardProcess(path, workdir / "guard.log") as guard:
                 _say(f"  guard serving on {guard.url} (analysis every {analysis_interval:g}s)\n")
-                good = _release(guard, GOOD, "good release: 0.2 % errors")
-                alerted = _print_alerts(hook, key, good)
-                bad = _release(guard, BAD, "bad release: 8 % errors")
-                alerted = _print_alerts(hook, key, bad) and alerted
-        ok = good["state"] == "promoted" and bad["state"] == "rolled_back" and alerted
+                outcomes = []
+                alerted = True
+                for release in RELEASES:
+                    rollout = _release(guard, release)
+                    alerted = _print_alerts(hook, key, rollout) and alerted
+                    outcomes.append((release, rollout))
+        ok = alerted and all(
+            o["state"] == ("promoted" if r.good else "rolled_back") for r, o in outcomes
+        )
+        _summary(outcomes)
         _say("demo " + ("passed" if ok else "did NOT go as expected"))
         return 0 if ok else 1
 
@@ -75,6 +103,7 @@ def _write_config(
     key_file = workdir / "webhook.key"
     key_file.write_text(key, encoding="utf-8")
     config = stack.guard_config(workdir / "data", interval_seconds=interval)
+    config["services"] = DEMO_SERVICES
     config["alerts"] = {
         "receivers": {
             "oncall": {
@@ -135,11 +164,30 @@ def _title_of(body: dict[str, Any]) -> str:
     return f"{title(event)}: {event.summary}"
 
 
-def _release(guard: GuardProcess, image: str, title: str) -> dict[str, Any]:
-    _say(f"=== {title}: guard deploy --image checkout={image} --wait")
+def _summary(outcomes: list[tuple[Release, dict[str, Any]]]) -> None:
+    _say("=== time from the first bad sample to a verified rollback, per strategy")
+    for release, rollout in outcomes:
+        if not release.good:
+            stamps = rollout["timestamps"]
+            total = _seconds(stamps.get("first_bad_sample_at"), stamps.get("rollback_verified_at"))
+            shown = f"{total:.1f}s" if total is not None else "-"
+            _say(f"  {release.strategy:<10} {shown}  ({rollout['state']})")
+    _say("")
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _release(guard: GuardProcess, release: Release) -> dict[str, Any]:
+    image = release.image
+    _say(f"=== {release.title}: guard deploy --strategy {release.strategy} --image ... --wait")
     command = [
         sys.executable, "-m", "guard", "deploy", "--namespace", "shop", "--deployment", "checkout",
-        "--image", f"checkout={image}", "--strategy", "rolling", "--commit-sha", "9f2c1e7",
+        "--image", f"checkout={image}", "--strategy", release.strategy, *release.extra,
+        "--commit-sha", "9f2c1e7",
         "--commit-time", datetime.now().astimezone().isoformat(timespec="seconds"),
         "--wait", "--server", guard.url,
     ]  # fmt: skip
@@ -168,13 +216,10 @@ def _print_trail(rollout: dict[str, Any]) -> None:
                     f"window={_fmt(item.get('window_seconds'))}s"
                 )
     stamps = rollout["timestamps"]
-    first_bad, verified = stamps.get("first_bad_sample_at"), stamps.get("rollback_verified_at")
-    if first_bad and verified:
-        started = datetime.fromisoformat(stamps["rollback_started_at"])
-        decided = (started - datetime.fromisoformat(first_bad)).total_seconds()
-        total = (
-            datetime.fromisoformat(verified) - datetime.fromisoformat(first_bad)
-        ).total_seconds()
+    first_bad = stamps.get("first_bad_sample_at")
+    decided = _seconds(first_bad, stamps.get("rollback_started_at"))
+    total = _seconds(first_bad, stamps.get("rollback_verified_at"))
+    if decided is not None and total is not None:
         _say(f"  first bad sample -> rollback started: {decided:.1f}s")
         _say(f"  first bad sample -> rollback verified: {total:.1f}s")
     _say("")

@@ -14,21 +14,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import httpx
+
 from alerts.events import Change, derive_events
+from analyzers.base import Observation
+from guard.cluster import ClusterNeeds, ClusterSnapshot
 from guard.config import AnalysisConfig, GuardConfig
-from guard.kube import KubeClient, KubeError
+from guard.kube import DeploymentSnapshot, KubeClient, KubeError
 from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
-from guard.models import RolloutState
+from guard.models import ControlCommand, RolloutState
 from guard.outbox import RoutedAlert
+from guard.preflight import preflight, preflight_transition
+from guard.probe import probe
 from guard.prometheus import PrometheusClient
 from guard.store import ActiveRollout, Store
-from strategies.base import Action, AnalysisTarget, RolloutContext, Transition
+from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
 from strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
 
-ALLOWED_ACTIONS = frozenset({"set_images", "restore_template", "set_paused"})
+ALLOWED_ACTIONS = frozenset(
+    {
+        "set_images",
+        "restore_template",
+        "set_paused",
+        "apply_deployment",
+        "scale_deployment",
+        "delete_deployment",
+        "set_service_selector",
+        "apply_service",
+        "delete_service",
+        "set_route_weights",
+    }
+)
 
 
 def utcnow() -> datetime:
@@ -75,7 +94,11 @@ class Engine:
             active = await asyncio.to_thread(self.store.active)
             self.metrics.active_rollouts.set(len(active))
             prepared = [
-                p for p in await asyncio.gather(*(self._prepare_safely(r) for r in active)) if p
+                p
+                for p in await asyncio.gather(
+                    *(self._prepare_safely(r, _blocker(r, active)) for r in active)
+                )
+                if p
             ]
             now = self.clock()
             measuring = [p for p in prepared if p.target is not None and p.due]
@@ -102,9 +125,11 @@ class Engine:
             await asyncio.gather(*(self._decide_safely(p) for p in decided))
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
-    async def _prepare_safely(self, rollout: ActiveRollout) -> Prepared | None:
+    async def _prepare_safely(
+        self, rollout: ActiveRollout, blocker: str | None = None
+    ) -> Prepared | None:
         try:
-            return await self._prepare(rollout)
+            return await self._prepare(rollout, blocker)
         except Exception as exc:
             self._failed(rollout.id, exc)
             return None
@@ -124,7 +149,7 @@ class Engine:
         else:
             log.error("rollout %s: tick failed; retrying next tick", rollout_id, exc_info=exc)
 
-    async def _prepare(self, rollout: ActiveRollout) -> Prepared | None:
+    async def _prepare(self, rollout: ActiveRollout, blocker: str | None) -> Prepared | None:
         if rollout.pending_actions:
             try:
                 await self._execute(rollout.id, rollout.pending_actions)
@@ -138,6 +163,14 @@ class Engine:
             self.kube.read_deployment, request.namespace, request.deployment
         )
         config = self.config.analysis_for(request.service_name)
+        if rollout.state is RolloutState.PENDING:
+            gated = await self._gate(rollout, blocker, deployment, config)
+            if gated is None:
+                return None
+            rollout = gated
+        service = self.config.service(request.service_name)
+        strategy = get_strategy(request.strategy)
+        cluster = await self._observe(request.namespace, strategy.needs(request, service))
         ctx = RolloutContext(
             rollout_id=rollout.id,
             request=request,
@@ -148,9 +181,62 @@ class Engine:
             now=self.clock(),
             config=config,
             deployment=deployment,
+            service=service,
+            cluster=cluster,
+            command_notes=rollout.command_notes,
         )
-        target = get_strategy(request.strategy).analysis_target(ctx)
+        target = strategy.analysis_target(ctx)
         return Prepared(rollout, ctx, target, _due(rollout.last_analysis_at, config, ctx.now))
+
+    async def _observe(self, namespace: str, needs: ClusterNeeds) -> ClusterSnapshot:
+        """The objects and smoke checks a strategy declared it needs, read concurrently."""
+        cluster = (
+            await asyncio.to_thread(self.kube.read_cluster, namespace, needs)
+            if needs
+            else ClusterSnapshot()
+        )
+        if not needs.probes:
+            return cluster
+        async with httpx.AsyncClient(timeout=self.config.prometheus.timeout_seconds) as client:
+            results = await asyncio.gather(*(probe(client, url) for url in needs.probes))
+        return replace(cluster, probes={r.url: r for r in results})
+
+    async def _gate(
+        self,
+        rollout: ActiveRollout,
+        blocker: str | None,
+        deployment: DeploymentSnapshot | None,
+        config: AnalysisConfig,
+    ) -> ActiveRollout | None:
+        """Before the first change: wait for a superseded rollout, then run the pre-flight.
+
+        Returns the rollout to hand to its strategy, or None when this tick stops here.
+        """
+        if ControlCommand.ABORT in rollout.commands or "preflight" in rollout.strategy_state:
+            return rollout
+        now = self.clock()
+        if blocker is not None:
+            message = f"waiting for rollout {blocker} of the same Deployment to finish first"
+            waiting = Transition(rollout.state, "waiting", rollout.strategy_state, message=message)
+            await self._store(rollout, waiting, analysed_at=None)
+            return None
+        request = rollout.request
+
+        async def measure(track: Track) -> Observation:
+            target = AnalysisTarget(candidate=track)
+            batch = [MeasureRequest(rollout.id, request.namespace, target, config)]
+            return (await self.measurer.measure(batch, now))[rollout.id]
+
+        outcome = await preflight(
+            request, deployment, config=self.config, analysis=config, measure=measure, now=now
+        )
+        verdict = outcome.refused or "passed"
+        state = {**rollout.strategy_state, "preflight": verdict, **outcome.notes}
+        transition = preflight_transition(outcome, state, rollout.commands, now)
+        await self._store(rollout, transition, analysed_at=None)
+        if outcome.refused is not None:
+            return None
+        return replace(rollout, strategy_state=state)
 
     async def _decide(self, prepared: Prepared) -> None:
         rollout, ctx = prepared.rollout, prepared.ctx
@@ -226,3 +312,23 @@ class Engine:
 
 def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:
     return last is None or (now - last).total_seconds() >= config.interval_seconds * 0.95
+
+
+def _blocker(rollout: ActiveRollout, active: list[ActiveRollout]) -> str | None:
+    """An earlier unfinished rollout of the same Deployment (one being superseded), if any."""
+    if rollout.state is not RolloutState.PENDING:
+        return None
+    for other in active:
+        same = (other.request.namespace, other.request.deployment) == (
+            rollout.request.namespace,
+            rollout.request.deployment,
+        )
+        if other.id != rollout.id and same and _earlier(other, rollout):
+            return other.id
+    return None
+
+
+def _earlier(a: ActiveRollout, b: ActiveRollout) -> bool:
+    if a.submitted_at is None or b.submitted_at is None:
+        return False
+    return (a.submitted_at, a.id) < (b.submitted_at, b.id)

@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from guard import cluster as cl
 from guard.config import KubernetesConfig
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -114,6 +115,8 @@ class KubeClient:
                 config_file=str(config.kubeconfig), context=config.context
             )
         self._apps = k8s.AppsV1Api(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
         self._timeout = config.request_timeout_seconds
         self._retries = retries
         self.calls = 0
@@ -166,12 +169,182 @@ class KubeClient:
         """What `kubectl rollout undo` does: put the previous pod template back whole."""
         body = [
             {"op": "replace", "path": "/spec/template", "value": template},
-            {"op": "replace", "path": "/spec/paused", "value": False},
+            # "add" sets the field whether or not it is there; "replace" fails when absent.
+            {"op": "add", "path": "/spec/paused", "value": False},
         ]
         self._call(lambda: self._patch(namespace, name, body))
 
     def set_paused(self, namespace: str, name: str, paused: bool) -> None:
         self._call(lambda: self._patch(namespace, name, {"spec": {"paused": paused}}))
+
+    # -- more than one Deployment: what canary and blue-green read and change ------------
+
+    def read_cluster(self, namespace: str, needs: cl.ClusterNeeds) -> cl.ClusterSnapshot:
+        """Read every object a strategy declared it needs; absent ones map to None."""
+        return cl.ClusterSnapshot(
+            deployments={n: self.read_deployment(namespace, n) for n in needs.deployments},
+            services={n: self._optional_service(namespace, n) for n in needs.services},
+            httproutes={n: self._optional_route(namespace, n) for n in needs.httproutes},
+        )
+
+    def apply_deployment(
+        self,
+        namespace: str,
+        name: str,
+        template: dict[str, Any],
+        selector: dict[str, str],
+        replicas: int,
+        rollout_id: str,
+    ) -> None:
+        """Create the Deployment, or bring an existing one to this template and size."""
+        body: Any = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {cl.MANAGED_LABEL: "deploy-guard"},
+                "annotations": {ROLLOUT_ANNOTATION: rollout_id},
+            },
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": selector},
+                "template": template,
+            },
+        }
+        try:
+            self._call(
+                lambda: self._apps.create_namespaced_deployment(
+                    namespace, body, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            patch = [
+                {"op": "replace", "path": "/spec/template", "value": template},
+                {"op": "replace", "path": "/spec/replicas", "value": replicas},
+            ]
+            self._call(lambda: self._patch(namespace, name, patch))
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        self._call(lambda: self._patch(namespace, name, {"spec": {"replicas": replicas}}))
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        """Delete with its ReplicaSets and pods; already gone is done."""
+        self._ignore_404(
+            lambda: self._apps.delete_namespaced_deployment(
+                name,
+                namespace,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        )
+
+    def set_service_selector(self, namespace: str, name: str, selector: dict[str, str]) -> None:
+        """Replace the selector whole, in one update: traffic moves all at once."""
+        body = [{"op": "replace", "path": "/spec/selector", "value": selector}]
+        self._call(
+            lambda: self._core.patch_namespaced_service(
+                name, namespace, body, _preload_content=False, _request_timeout=self._timeout
+            )
+        )
+
+    def apply_service(
+        self, namespace: str, name: str, selector: dict[str, str], ports_from: str
+    ) -> None:
+        """Create a Service with the ports of `ports_from`, or re-select an existing one."""
+        ports = self._read_service(namespace, ports_from).ports
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "labels": {cl.MANAGED_LABEL: "deploy-guard"}},
+            "spec": {
+                "selector": selector,
+                "ports": [
+                    {k: p[k] for k in ("name", "port", "targetPort", "protocol") if k in p}
+                    for p in ports
+                ],
+            },
+        }
+        try:
+            self._call(
+                lambda: self._core.create_namespaced_service(
+                    namespace, body, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            self.set_service_selector(namespace, name, selector)
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self._ignore_404(
+            lambda: self._core.delete_namespaced_service(
+                name, namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+        )
+
+    def set_route_weights(
+        self, namespace: str, name: str, stable: str, weights: dict[str, int]
+    ) -> None:
+        """Set backend weights on the HTTPRoute rules that route to `stable` (see reweighted_rules).
+
+        Read and replace run as one retried unit, so a conflicting writer costs a re-read.
+        """
+
+        def update() -> Any:
+            route = self._get_route(namespace, name)
+            rules = cl.reweighted_rules(route["spec"].get("rules") or [], stable, weights)
+            route["spec"]["rules"] = rules
+            return self._custom.replace_namespaced_custom_object(
+                cl.HTTPROUTE_GROUP, cl.HTTPROUTE_VERSION, namespace, cl.HTTPROUTE_PLURAL, name,
+                route, _request_timeout=self._timeout,
+            )  # fmt: skip
+
+        self._call(update)
+
+    def _read_service(self, namespace: str, name: str) -> cl.ServiceSnapshot:
+        raw = self._json(
+            lambda: self._core.read_namespaced_service(
+                name, namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+        )
+        return cl.service_snapshot(raw)
+
+    def _read_route(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._call(lambda: self._get_route(namespace, name))
+
+    def _get_route(self, namespace: str, name: str) -> dict[str, Any]:
+        route: Any = self._custom.get_namespaced_custom_object(
+            cl.HTTPROUTE_GROUP, cl.HTTPROUTE_VERSION, namespace, cl.HTTPROUTE_PLURAL, name,
+            _request_timeout=self._timeout,
+        )  # fmt: skip
+        return dict(route)
+
+    def _optional_service(self, namespace: str, name: str) -> cl.ServiceSnapshot | None:
+        try:
+            return self._read_service(namespace, name)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _optional_route(self, namespace: str, name: str) -> cl.RouteSnapshot | None:
+        try:
+            return cl.route_snapshot(self._read_route(namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _ignore_404(self, call: Callable[[], Any]) -> None:
+        try:
+            self._call(call)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
 
     def _patch(self, namespace: str, name: str, body: Any) -> Any:
         return self._apps.patch_namespaced_deployment(

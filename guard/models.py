@@ -7,9 +7,10 @@ decision made in a pure function reaches the API, the alert and the report uncha
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -47,13 +48,15 @@ def _image_reference(value: str) -> str:
     return value
 
 
+PAUSE_STEP = "pause"
+CanaryStep = Annotated[int, Field(ge=1, le=100)] | Literal["pause"]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
 ImageReference = Annotated[str, AfterValidator(_image_reference)]
 
 
 class RolloutState(enum.StrEnum):
-    """Where a rollout is; the last four are terminal."""
+    """Where a rollout is; the last five are terminal."""
 
     PENDING = "pending"
     PROGRESSING = "progressing"
@@ -63,6 +66,7 @@ class RolloutState(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     ABORTED = "aborted"
     FAILED = "failed"
+    REFUSED = "refused"
 
     @property
     def terminal(self) -> bool:
@@ -70,7 +74,13 @@ class RolloutState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset(
-    {RolloutState.PROMOTED, RolloutState.ROLLED_BACK, RolloutState.ABORTED, RolloutState.FAILED}
+    {
+        RolloutState.PROMOTED,
+        RolloutState.ROLLED_BACK,
+        RolloutState.ABORTED,
+        RolloutState.FAILED,
+        RolloutState.REFUSED,
+    }
 )
 
 
@@ -82,6 +92,7 @@ class Verdict(enum.StrEnum):
     INCONCLUSIVE = "inconclusive"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    REFUSE = "refuse"
 
 
 class Severity(enum.StrEnum):
@@ -111,6 +122,33 @@ class ControlCommand(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     PROMOTE = "promote"
+
+
+class ControlRequest(BaseModel):
+    """Who asks for a manual command and why; both optional, both recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=500)
+
+    def describe(self) -> str:
+        who = self.actor or "an operator"
+        return f"{who}: {self.reason}" if self.reason else who
+
+
+class RestoreRequest(BaseModel):
+    """`guard rollback SERVICE --to REVISION`: roll a previous revision out again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_revision: int = Field(ge=1, description="Deployment revision, see GET .../revisions")
+    namespace: DnsLabel | None = Field(default=None, description="Default: the last rollout's")
+    deployment: DnsSubdomain | None = Field(default=None, description="Default: the last rollout's")
+    strategy: str | None = Field(default=None, description="Default: the last rollout's")
+    supersede: bool = False
+    actor: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class Evidence(BaseModel):
@@ -163,6 +201,39 @@ class RolloutRequest(BaseModel):
     commit_sha: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{7,64}$")
     commit_time: datetime | None = None
     labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    steps: list[CanaryStep] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Canary traffic weights in percent, e.g. [5, 20, 'pause', 50]; "
+        "'pause' waits for promote. Default: the service's canary.steps",
+    )
+    override_freeze: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=500,
+        description="Reason to deploy during an active freeze window; recorded with the rollout",
+    )
+    supersede: bool = Field(
+        default=False,
+        description="Roll back the rollout in flight for this Deployment first, then start",
+    )
+    restore_revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="Set by `guard rollback`: this rollout restores that Deployment revision. "
+        "The pre-flight then skips the stable-metrics check (restoring is the cure for it)",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[CanaryStep] | None) -> list[CanaryStep] | None:
+        weights = [s for s in steps or [] if isinstance(s, int)]
+        if steps is not None and not weights:
+            raise ValueError("needs at least one traffic weight besides 'pause'")
+        if any(b <= a for a, b in itertools.pairwise(weights)):
+            raise ValueError("weights must increase from step to step, e.g. [5, 20, 50]")
+        return steps
 
     @field_validator("images")
     @classmethod

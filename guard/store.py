@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,13 @@ EXPOSED_STRATEGY_STATE = (
     "stable_hash",
     "candidate_hash",
     "candidate_serving_at",
+    "steps",
+    "step_index",
+    "effective_weights",
+    "phase",
+    "preflight",
+    "freeze_override",
+    "restore",
 )
 
 
@@ -62,6 +69,7 @@ class RolloutRow(Base):
     outcome_reason: Mapped[str | None] = mapped_column(String(64))
     strategy_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     commands: Mapped[list[str]] = mapped_column(JSON, default=list)
+    command_notes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     pending_actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     last_analysis_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     submitted_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
@@ -111,6 +119,8 @@ class ActiveRollout:
     pending_actions: list[Action]
     last_analysis_at: datetime | None
     alert_history: list[AlertEvent] = field(default_factory=list)
+    submitted_at: datetime | None = None
+    command_notes: dict[str, str] = field(default_factory=dict)
 
 
 class Store:
@@ -181,13 +191,17 @@ class Store:
                     RolloutRow.state.not_in([s.value for s in TERMINAL_STATES]),
                 )
             )
-            if active is not None:
+            new_id = str(uuid.uuid4())
+            if active is not None and not request.supersede:
                 raise Conflict(
                     f"rollout {active.id} of {request.namespace}/{request.deployment} is still "
-                    f"{active.state}; wait for it or abort it first"
+                    f"{active.state}; wait for it, abort it first, or submit with supersede"
                 )
+            if active is not None:
+                note = f"the guard: superseded by rollout {new_id}"
+                _queue(session, active, ControlCommand.ABORT, note, now)
             row = RolloutRow(
-                id=str(uuid.uuid4()),
+                id=new_id,
                 idempotency_key=idempotency_key,
                 request_digest=digest,
                 namespace=request.namespace,
@@ -200,6 +214,7 @@ class Store:
                 message="waiting for the next tick",
                 strategy_state={},
                 commands=[],
+                command_notes={},
                 pending_actions=[],
                 submitted_at=now,
             )
@@ -246,8 +261,15 @@ class Store:
             alerts = alert_outbox.history(session, [row.id for row in rows])
         return [replace(row, alert_history=alerts[row.id]) for row in rows]
 
-    def command(self, rollout_id: str, command: ControlCommand) -> RolloutView:
-        """Queue a manual command; the next tick carries it out."""
+    def command(
+        self,
+        rollout_id: str,
+        command: ControlCommand,
+        *,
+        note: str = "an operator",
+        now: datetime | None = None,
+    ) -> RolloutView:
+        """Queue a manual command with who sent it and why; the next tick carries it out."""
         with self._writing() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
             if row is None:
@@ -256,8 +278,7 @@ class Store:
                 raise Conflict(
                     f"rollout {rollout_id} already ended ({row.state}); nothing to {command}"
                 )
-            if command.value not in row.commands:
-                row.commands = [*row.commands, command.value]
+            _queue(session, row, command, note, now or datetime.now(UTC))
             return self._view(session, row)
 
     def apply(
@@ -282,6 +303,8 @@ class Store:
             row.pending_actions = [action.to_json() for action in transition.actions]
             consumed = {c.value for c in transition.consumed_commands}
             row.commands = [c for c in row.commands if c not in consumed]
+            notes = row.command_notes or {}
+            row.command_notes = {k: v for k, v in notes.items() if k not in consumed}
             if transition.message is not None:
                 row.message = transition.message
             if transition.outcome_reason is not None:
@@ -346,7 +369,20 @@ def _active(row: RolloutRow) -> ActiveRollout:
         commands=[ControlCommand(c) for c in row.commands],
         pending_actions=[Action.from_json(a) for a in row.pending_actions],
         last_analysis_at=row.last_analysis_at,
+        submitted_at=row.submitted_at,
+        command_notes=dict(row.command_notes or {}),
     )
+
+
+def _queue(
+    session: Session, row: RolloutRow, command: ControlCommand, note: str, now: datetime
+) -> None:
+    """Add a command once, remember who asked and why, and put that in the history."""
+    if command.value not in row.commands:
+        row.commands = [*row.commands, command.value]
+    row.command_notes = {**(row.command_notes or {}), command.value: note}
+    message = f"{command.value} requested by {note}"
+    session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message=message))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from analyzers.base import Observation
 from analyzers.policy import PolicyState, evaluate
-from guard.config import AnalysisConfig
+from guard.cluster import ClusterNeeds, ClusterSnapshot
+from guard.config import AnalysisConfig, ServiceConfig
 from guard.kube import DeploymentSnapshot
 from guard.models import (
     NEEDS_HUMAN,
@@ -72,6 +73,13 @@ class RolloutContext:
     config: AnalysisConfig
     deployment: DeploymentSnapshot | None = None
     observation: Observation | None = None
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    cluster: ClusterSnapshot = field(default_factory=ClusterSnapshot)
+    command_notes: dict[str, str] = field(default_factory=dict)
+
+    def note(self, command: ControlCommand) -> str:
+        """Who sent `command` and why, as recorded with it."""
+        return self.command_notes.get(command.value, "an operator")
 
 
 @dataclass
@@ -93,6 +101,10 @@ class Strategy(Protocol):
     """One rollout strategy; registered in `strategies.registry`."""
 
     name: str
+
+    def needs(self, request: RolloutRequest, service: ServiceConfig) -> ClusterNeeds:
+        """Objects besides the request's Deployment to read into `ctx.cluster` every tick."""
+        ...
 
     def analysis_target(self, ctx: RolloutContext) -> AnalysisTarget | None:
         """What to analyse this tick, or None when the current step needs no metrics."""

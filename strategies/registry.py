@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from .base import Strategy
+from .bluegreen import BlueGreenStrategy
+from .canary import CanaryStrategy
 from .rolling import RollingStrategy
 
-STRATEGIES: dict[str, Strategy] = {strategy.name: strategy for strategy in (RollingStrategy(),)}
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s for s in (RollingStrategy(), CanaryStrategy(), BlueGreenStrategy())
+}
 
 
 def get_strategy(name: str) -> Strategy:

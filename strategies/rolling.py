@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from analyzers.base import Observation
+from guard.cluster import ClusterNeeds
+from guard.config import ServiceConfig
 from guard.kube import DeploymentSnapshot
-from guard.models import ControlCommand, Evidence, RolloutState, Verdict
+from guard.models import ControlCommand, Evidence, RolloutRequest, RolloutState, Verdict
 
 from .base import (
     Action,
@@ -34,6 +36,9 @@ class RollingStrategy:
     """Rolling update of the Deployment in place, analysed while and after it rolls."""
 
     name = "rolling"
+
+    def needs(self, request: RolloutRequest, service: ServiceConfig) -> ClusterNeeds:
+        return ClusterNeeds()  # its own Deployment is all it looks at
 
     def analysis_target(self, ctx: RolloutContext) -> AnalysisTarget | None:
         if ctx.state not in (RolloutState.PROGRESSING, RolloutState.PAUSED):
@@ -89,6 +94,7 @@ def _start(ctx: RolloutContext) -> Transition:
         )
     current = deployment.current_replica_set
     state: dict[str, Any] = {
+        **ctx.strategy_state,  # pre-flight notes, e.g. a recorded freeze override
         "stable_revision": deployment.revision,
         "stable_hash": current.pod_template_hash if current else None,
         "stable_template": deployment.template,

@@ -2,6 +2,12 @@
 
 from fastapi import APIRouter
 
-from guard.routes import alerts, dora, operations, rollouts
+from guard.routes import alerts, dora, operations, rollouts, services
 
-ROUTERS: list[APIRouter] = [rollouts.router, alerts.router, operations.router, dora.router]
+ROUTERS: list[APIRouter] = [
+    rollouts.router,
+    services.router,
+    alerts.router,
+    operations.router,
+    dora.router,
+]

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 
 from guard.engine import utcnow
-from guard.models import ControlCommand, RolloutRequest, RolloutState, RolloutView
+from guard.models import ControlCommand, ControlRequest, RolloutRequest, RolloutState, RolloutView
 from guard.services import Services, get_services
 from guard.store import Conflict, NotFound
 from strategies.registry import STRATEGIES
@@ -81,16 +81,24 @@ def get_rollout(rollout_id: str, services: ServicesDep) -> RolloutView:
         raise HTTPException(404, f"no rollout {rollout_id}") from exc
 
 
-def _control(command: ControlCommand) -> Callable[[str, Services], RolloutView]:
-    def handler(rollout_id: str, services: ServicesDep) -> RolloutView:
+def _control(
+    command: ControlCommand,
+) -> Callable[[str, Services, ControlRequest | None], RolloutView]:
+    def handler(
+        rollout_id: str, services: ServicesDep, body: ControlRequest | None = None
+    ) -> RolloutView:
+        note = (body or ControlRequest()).describe()
         try:
-            return services.store.command(rollout_id, command)
+            return services.store.command(rollout_id, command, note=note, now=utcnow())
         except NotFound as exc:
             raise HTTPException(404, f"no rollout {rollout_id}") from exc
         except Conflict as exc:
             raise HTTPException(409, str(exc)) from exc
 
-    handler.__doc__ = f"Ask the rollout to {command.value}; applied at the next tick."
+    handler.__doc__ = (
+        f"Ask the rollout to {command.value}; applied at the next tick. The optional body's "
+        "actor and reason are recorded with the command and in the decision it leads to."
+    )
     return handler
 
 

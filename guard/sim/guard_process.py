@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-TERMINAL = ("promoted", "rolled_back", "aborted", "failed")
+TERMINAL = ("promoted", "rolled_back", "aborted", "failed", "refused")
 
 
 def free_port() -> int:

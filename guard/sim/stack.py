@@ -32,6 +32,8 @@ class StackSettings:
     max_surge: int | str = 1
     max_unavailable: int | str = 0
     progress_deadline_seconds: int = 600
+    preview_requests_per_second: float = 50.0  # test traffic to '<deployment>-preview'
+    route: bool = False  # production traffic enters through an HTTPRoute named like the Service
     profiles: dict[str, TrafficProfile] = field(default_factory=dict)
 
 
@@ -53,11 +55,16 @@ class SimulatedStack:
         self.kube.apply(self.service_manifest())
         self.kube.apply(self.deployment_manifest())
         s = self.settings
+        if s.route:
+            self.kube.apply(self.route_manifest())
         self.workload = Workload(
             kube_url=kube_url,
             namespace=s.namespace,
             service=s.deployment,
             requests_per_second=s.requests_per_second,
+            route=s.deployment if s.route else None,
+            preview_service=f"{s.deployment}-preview",
+            preview_requests_per_second=s.preview_requests_per_second,
         )
         for image, profile in s.profiles.items():
             self.workload.set_profile(image, profile)
@@ -143,6 +150,18 @@ class SimulatedStack:
             "spec": {
                 "selector": {"app": s.deployment},
                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+            },
+        }
+
+    def route_manifest(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": s.deployment, "namespace": s.namespace},
+            "spec": {
+                "parentRefs": [{"name": "gateway"}],
+                "rules": [{"backendRefs": [{"name": s.deployment, "port": 80}]}],
             },
         }
 

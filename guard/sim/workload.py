@@ -33,6 +33,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import start_wsgi_server
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from guard.sim.routing import Entry, service_split
+
 __all__ = ["LATENCY_BUCKETS", "Pod", "TrafficProfile", "Workload", "lognormal_params"]
 
 log = logging.getLogger(__name__)
@@ -123,17 +125,26 @@ class Workload:
         seed: int | None = None,
         *,
         default_profile: TrafficProfile | None = None,
+        route: str | None = None,
+        preview_service: str | None = None,
+        preview_requests_per_second: float = 0.0,
     ) -> None:
         self.kube_url = kube_url.rstrip("/")
         self.namespace = namespace
         self.service = service
         self.requests_per_second = requests_per_second
+        # Production traffic enters through the HTTPRoute if there is one, else the Service;
+        # a preview Service (blue-green) gets its own, smaller stream of test traffic.
+        self.entries = [Entry(route or service, requests_per_second, route=route is not None)]
+        if preview_service is not None and preview_requests_per_second > 0:
+            self.entries.append(Entry(preview_service, preview_requests_per_second))
         self.tick_seconds = tick_seconds
         self.default_profile = default_profile or TrafficProfile()
         self._rng = np.random.default_rng(seed)
         self._profiles: dict[str, TrafficProfile] = {}
         self._lock = threading.Lock()
         self._pods: list[Pod] = []
+        self._rates: dict[str, float] = {}  # pod name -> requests per second it receives
         self._state: dict[str, _PodState] = {}
         self._served: dict[tuple[str, str], tuple[int, int]] = {}  # (pod, hash) -> (ok, err)
         self._carry = 0.0
@@ -220,18 +231,8 @@ class Workload:
         a real service from serving, and the guard must not see traffic vanish because of it."""
         own = client is None
         client = client or httpx.Client(timeout=2.0)
-        base = f"{self.kube_url}/api/v1/namespaces/{self.namespace}"
         try:
-            svc = client.get(f"{base}/services/{self.service}")
-            svc.raise_for_status()
-            selector: dict[str, str] = svc.json().get("spec", {}).get("selector") or {}
-            if selector:
-                sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-                resp = client.get(f"{base}/pods", params={"labelSelector": sel})
-                resp.raise_for_status()
-                pods = parse_pods(resp.json())
-            else:
-                pods = []  # a Service without selector has no pods of its own
+            pods, rates = self._resolve(client)
         except (httpx.HTTPError, ValueError) as exc:
             if self._api_healthy:
                 log.warning("Kubernetes API unavailable (%s); keeping last known pods", exc)
@@ -243,11 +244,42 @@ class Workload:
         if not self._api_healthy:
             log.info("Kubernetes API reachable again")
             self._api_healthy = True
-        self._set_pods(pods)
+        self._set_pods(pods, rates)
 
-    def _set_pods(self, pods: list[Pod]) -> None:
+    def _resolve(self, client: httpx.Client) -> tuple[list[Pod], dict[str, float]]:
+        """Every pod behind any entry point, and the request rate each serving pod gets."""
+        pods: dict[str, Pod] = {}
+        rates: dict[str, float] = {}
+        for entry in self.entries:
+            for service, rps in service_split(client, self.kube_url, self.namespace, entry):
+                behind = self._service_pods(client, service)
+                pods.update((p.name, p) for p in behind)
+                serving = [p for p in behind if p.serving]
+                for pod in serving:
+                    rates[pod.name] = rates.get(pod.name, 0.0) + rps / len(serving)
+        return sorted(pods.values(), key=lambda p: p.name), rates
+
+    def _service_pods(self, client: httpx.Client, service: str) -> list[Pod]:
+        base = f"{self.kube_url}/api/v1/namespaces/{self.namespace}"
+        svc = client.get(f"{base}/services/{service}")
+        if svc.status_code == 404 and service != self.service:
+            return []  # a backend or preview Service that does not exist (yet) serves nothing
+        svc.raise_for_status()
+        selector: dict[str, str] = svc.json().get("spec", {}).get("selector") or {}
+        if not selector:
+            return []  # a Service without selector has no pods of its own
+        sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        resp = client.get(f"{base}/pods", params={"labelSelector": sel})
+        resp.raise_for_status()
+        return parse_pods(resp.json())
+
+    def _set_pods(self, pods: list[Pod], rates: dict[str, float] | None = None) -> None:
         with self._lock:
             self._pods = pods
+            if rates is None:  # one entry point, spread evenly over the serving pods
+                serving = [p.name for p in pods if p.serving]
+                rates = {name: self.requests_per_second / len(serving) for name in serving}
+            self._rates = rates
             names = {p.name for p in pods}
             for gone in set(self._state) - names:
                 del self._state[gone]
@@ -258,13 +290,15 @@ class Workload:
     def tick(self, elapsed: float) -> None:
         """Simulate ``elapsed`` seconds of traffic (public so tests can drive it directly)."""
         with self._lock:
-            serving = [p for p in self._pods if p.serving]
-            wanted = self.requests_per_second * elapsed + self._carry
+            serving = [p for p in self._pods if p.serving and self._rates.get(p.name, 0.0) > 0]
+            rate = sum(self._rates.get(p.name, 0.0) for p in serving)
+            wanted = rate * elapsed + self._carry
             total = int(wanted)
             self._carry = wanted - total
             if not serving or total == 0:
                 return
-            per_pod = self._rng.multinomial(total, [1.0 / len(serving)] * len(serving))
+            shares = [self._rates[p.name] / rate for p in serving]
+            per_pod = self._rng.multinomial(total, shares)
             for pod, n in zip(serving, per_pod, strict=True):
                 if n:
                     self._serve(pod, int(n), self._profiles.get(pod.image, self.default_profile))

@@ -169,7 +169,9 @@ def test_apply_stores_the_whole_transition(store: Store) -> None:
     assert stored.decisions == [decision(at=t1)]
     assert stored.details["stable_revision"] == 3
     assert stored.details["stable_hash"] == "6b7c8d9f5"
-    assert [h["state"] for h in stored.details["history"]] == ["pending", "progressing"]
+    history = [(h["state"], h["message"]) for h in stored.details["history"]]
+    assert [state for state, _ in history] == ["pending", "pending", "pending", "progressing"]
+    assert history[1][1] == "pause requested by an operator"
     [active] = store.active()
     assert active.pending_actions == [SET_IMAGES]
     assert active.strategy_state == {"stable_revision": 3, "stable_hash": "6b7c8d9f5"}
@@ -364,3 +366,25 @@ def test_concurrent_commands_are_all_kept(store: Store) -> None:
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(lambda c: store.command(view.id, c), commands))
     assert set(store.get(view.id).pending_commands) == set(commands)
+
+
+def test_a_command_records_who_sent_it_and_why(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.command(view.id, ControlCommand.PROMOTE, note="alice: skip the soak", now=T0)
+
+    active = store.active()[0]
+    assert active.command_notes == {"promote": "alice: skip the soak"}
+    messages = [h["message"] for h in store.get(view.id).details["history"]]
+    assert "promote requested by alice: skip the soak" in messages
+
+
+def test_supersede_queues_an_abort_on_the_rollout_in_flight(store: Store) -> None:
+    first, _ = store.submit(request(), idempotency_key=None, now=T0)
+    second, created = store.submit(
+        request().model_copy(update={"supersede": True}), idempotency_key=None, now=T0
+    )
+
+    assert created and second.id != first.id
+    superseded = store.get(first.id)
+    assert superseded.pending_commands == [ControlCommand.ABORT]
+    assert any(second.id in h["message"] for h in superseded.details["history"])

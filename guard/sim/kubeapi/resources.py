@@ -54,6 +54,10 @@ REPLICASETS = ResourceType(
     "apps", "v1", "replicasets", "ReplicaSet", True, ("scale", "status"), True, ("rs",)
 )
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True)
+# A CRD on a real cluster (Gateway API); its shape is checked in httproutes.py.
+HTTPROUTES = ResourceType(
+    "gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", True, ("status",), True
+)
 
 ALL: tuple[ResourceType, ...] = (
     NAMESPACES,
@@ -63,6 +67,7 @@ ALL: tuple[ResourceType, ...] = (
     DEPLOYMENTS,
     REPLICASETS,
     LEASES,
+    HTTPROUTES,
 )
 
 _BY_PATH = {(rt.group, rt.version, rt.plural): rt for rt in ALL}

@@ -13,7 +13,7 @@ from typing import Any
 
 from guard.sim.kubeapi import errors
 from guard.sim.kubeapi.defaults import ClusterIPAllocator, apply_defaults
-from guard.sim.kubeapi.patch import apply_patch
+from guard.sim.kubeapi.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, apply_patch
 from guard.sim.kubeapi.resources import ALL, NAMESPACES, PODS, SERVICES, ResourceType
 from guard.sim.kubeapi.selectors import (
     fields_match,
@@ -28,6 +28,8 @@ from guard.sim.kubeapi.validation import validate
 
 JSON = dict[str, Any]
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# Strategic merge patch only exists for compiled-in types; custom resources reject it.
+BUILT_IN_GROUPS = ("", "apps", "coordination.k8s.io")
 _SERVER_FIELDS = ("uid", "creationTimestamp", "generation", "deletionTimestamp")
 
 
@@ -255,6 +257,13 @@ class Store:
         subresource: str | None = None,
         dry_run: bool = False,
     ) -> JSON:
+        if rt.group not in BUILT_IN_GROUPS and content_type.startswith(STRATEGIC_MERGE_PATCH):
+            raise errors.ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: {JSON_PATCH}, {MERGE_PATCH}, application/apply-patch+yaml",
+            )
         with self.lock:
             current = self.get(rt, ns, name)
             patched = apply_patch(content_type, current, body)

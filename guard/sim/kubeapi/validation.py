@@ -19,7 +19,15 @@ from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
 from guard.sim.kubeapi.errors import invalid
-from guard.sim.kubeapi.resources import DEPLOYMENTS, NAMESPACES, REPLICASETS, SERVICES, ResourceType
+from guard.sim.kubeapi.httproutes import httproute_causes
+from guard.sim.kubeapi.resources import (
+    DEPLOYMENTS,
+    HTTPROUTES,
+    NAMESPACES,
+    REPLICASETS,
+    SERVICES,
+    ResourceType,
+)
 from guard.sim.kubeapi.selectors import from_label_selector, labels_match
 
 JSON = dict[str, Any]
@@ -355,7 +363,7 @@ def _service_causes(obj: JSON) -> list[Cause]:
 
 def validate(rt: ResourceType, obj: JSON, old: JSON | None = None) -> None:
     """Raise a 422 ``Invalid`` error the way the API server's strategy Validate would."""
-    causes = _schema_causes(obj)
+    causes = httproute_causes(obj) if rt is HTTPROUTES else _schema_causes(obj)
     if not causes:
         causes = _name_causes(rt, obj)
         causes += _label_causes(obj.get("metadata", {}).get("labels"), "metadata.labels")

@@ -1,0 +1,98 @@
+"""Per-service views and actions: the revisions that can be restored, and restoring one.
+
+A restore is an ordinary guarded rollout of a previous revision's images, so it gets the same
+pre-flight (minus the stable-metrics check: restoring is the cure for a bad stable), analysis,
+evidence and rollback as any release.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from guard.engine import utcnow
+from guard.kube import DeploymentSnapshot
+from guard.models import RestoreRequest, RolloutRequest, RolloutView
+from guard.services import Services, get_services
+from guard.store import Conflict
+from strategies.registry import STRATEGIES
+
+router = APIRouter(prefix="/v1/services", tags=["services"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+RESTORABLE = 3
+
+
+@router.get("/{service}/revisions")
+def revisions(
+    service: str,
+    services: ServicesDep,
+    namespace: Annotated[str | None, Query(max_length=63)] = None,
+) -> dict[str, Any]:
+    """The current revision and the last three that `rollback --to` can restore."""
+    last = _last_rollout(services, service, namespace)
+    deployment = _deployment(services, last.request.namespace, last.request.deployment)
+    return {
+        "namespace": deployment.namespace,
+        "deployment": deployment.name,
+        "current": {"revision": deployment.revision, "images": deployment.images},
+        "restorable": [
+            {"revision": revision, "images": images} for revision, images in _restorable(deployment)
+        ],
+    }
+
+
+@router.post("/{service}/rollback", status_code=status.HTTP_201_CREATED)
+def rollback(service: str, body: RestoreRequest, services: ServicesDep) -> RolloutView:
+    """Start a guarded rollout of one of the last three revisions."""
+    last = _last_rollout(services, service, body.namespace)
+    namespace = body.namespace or last.request.namespace
+    name = body.deployment or last.request.deployment
+    deployment = _deployment(services, namespace, name)
+    images = dict(_restorable(deployment)).get(body.to_revision)
+    if images is None:
+        known = ", ".join(str(r) for r, _ in _restorable(deployment)) or "none"
+        raise HTTPException(
+            422, f"revision {body.to_revision} of {namespace}/{name} is not restorable; the "
+            f"last {RESTORABLE} are: {known} (current: {deployment.revision})",
+        )  # fmt: skip
+    strategy = body.strategy or last.request.strategy
+    if strategy not in STRATEGIES:
+        raise HTTPException(422, f"unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}")
+    request = RolloutRequest(
+        namespace=namespace, deployment=name, service=service, images=images,
+        strategy=strategy, supersede=body.supersede, restore_revision=body.to_revision,
+        labels={"restored-by": (body.actor or "an operator")[:63]},
+    )  # fmt: skip
+    try:
+        view, _ = services.store.submit(request, idempotency_key=None, now=utcnow())
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return view
+
+
+def _last_rollout(services: Services, service: str, namespace: str | None) -> RolloutView:
+    found = services.store.list_rollouts(service=service, namespace=namespace, limit=1)
+    if not found:
+        raise HTTPException(404, f"no rollout of service {service!r} is known to the guard")
+    return found[0]
+
+
+def _deployment(services: Services, namespace: str, name: str) -> DeploymentSnapshot:
+    deployment = services.engine.kube.read_deployment(namespace, name)
+    if deployment is None:
+        raise HTTPException(404, f"deployment {namespace}/{name} not found")
+    return deployment
+
+
+def _restorable(deployment: DeploymentSnapshot) -> list[tuple[int, dict[str, str]]]:
+    """Previous revisions, newest first, each once per distinct set of images."""
+    seen = [deployment.images]
+    out: list[tuple[int, dict[str, str]]] = []
+    for rs in sorted(deployment.replica_sets, key=lambda r: -r.revision):
+        containers = rs.template.get("spec", {}).get("containers", [])
+        images = {c["name"]: c.get("image", "") for c in containers}
+        if rs.revision < deployment.revision and images not in seen:
+            seen.append(images)
+            out.append((rs.revision, images))
+    return out[:RESTORABLE]
