@@ -7,11 +7,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from analyzers.base import AnalysisResult
+from analyzers.base import Observation, TrackSample
 from guard.cluster import ClusterSnapshot
 from guard.config import AnalysisConfig, ServiceConfig
 from guard.kube import DeploymentSnapshot, ReplicaSetSnapshot
-from guard.models import ControlCommand, Evidence, RolloutRequest, RolloutState, Severity, Verdict
+from guard.models import ControlCommand, RolloutRequest, RolloutState
 from strategies.base import RolloutContext, Transition
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -68,13 +68,14 @@ def stable() -> DeploymentSnapshot:
     return deployment("checkout", OLD_IMAGE, OLD_HASH)
 
 
-def healthy() -> AnalysisResult:
-    return AnalysisResult(Verdict.CONTINUE, Severity.NONE, "healthy: error rate 0.10%")
+def healthy() -> Observation:
+    """An interval the real analyzers find healthy: 1 error in 1000, p99 0.2 s."""
+    return Observation(at=T0, window_seconds=10, candidate=TrackSample(1000, 1, latency=0.2))
 
 
-def critical() -> AnalysisResult:
-    evidence = Evidence(metric="error_rate", value=0.08, threshold=0.05, severity=Severity.CRITICAL)
-    return AnalysisResult(Verdict.ROLLBACK, Severity.CRITICAL, "critical: error rate", [evidence])
+def critical() -> Observation:
+    """An interval the real analyzers find critical: 10 % errors over 1000 requests."""
+    return Observation(at=T0, window_seconds=10, candidate=TrackSample(1000, 100, latency=0.2))
 
 
 def context(
@@ -114,7 +115,7 @@ def after(
     *,
     deployment: DeploymentSnapshot | None = None,
     cluster: ClusterSnapshot | None = None,
-    analysis: AnalysisResult | None = None,
+    observation: Observation | None = None,
     commands: list[ControlCommand] | None = None,
 ) -> RolloutContext:
     """The next tick's context, as the store and the engine would build it."""
@@ -131,8 +132,7 @@ def after(
         now=now,
         deployment=deployment or ctx.deployment,
         cluster=cluster if cluster is not None else ctx.cluster,
-        analysis=analysis,
-        analysis_at=now if analysis is not None else None,
+        observation=replace(observation, at=now) if observation is not None else None,
     )
 
 

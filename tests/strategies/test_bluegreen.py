@@ -58,7 +58,7 @@ def started() -> tuple[RolloutContext, Transition]:
 def switched() -> tuple[RolloutContext, Transition]:
     ctx, transition = started()
     for _ in range(2):
-        transition = STRATEGY.step(after(ctx, transition, analysis=healthy()))
+        transition = STRATEGY.step(after(ctx, transition, observation=healthy()))
     return ctx, transition
 
 
@@ -91,7 +91,7 @@ def test_healthy_preview_intervals_switch_the_active_selector_in_one_update() ->
 
 def test_rollback_after_the_switch_puts_traffic_on_blue_first() -> None:
     ctx, transition = switched()
-    rolled = STRATEGY.step(after(ctx, transition, analysis=critical()))
+    rolled = STRATEGY.step(after(ctx, transition, observation=critical()))
     assert rolled.state is RolloutState.ROLLING_BACK
     assert kinds(rolled) == ["set_service_selector", "delete_deployment", "delete_service"]
     assert rolled.actions[0].params["selector"] == ON_BLUE
@@ -104,7 +104,7 @@ def test_rollback_after_the_switch_puts_traffic_on_blue_first() -> None:
 
 def test_blue_stays_up_for_the_delay_then_takes_the_new_version() -> None:
     ctx, transition = switched()
-    passed = STRATEGY.step(after(ctx, transition, analysis=healthy()))
+    passed = STRATEGY.step(after(ctx, transition, observation=healthy()))
     assert passed.strategy_state["phase"] == "delay" and not passed.actions
     waiting = STRATEGY.step(after(ctx, passed))
     assert not waiting.actions
@@ -128,7 +128,7 @@ def test_finishing_reselects_by_shared_labels_then_removes_green() -> None:
 
 def test_a_bad_green_is_rolled_back_before_it_takes_traffic() -> None:
     ctx, transition = started()
-    rolled = STRATEGY.step(after(ctx, transition, analysis=critical()))
+    rolled = STRATEGY.step(after(ctx, transition, observation=critical()))
     assert rolled.state is RolloutState.ROLLING_BACK
     assert rolled.actions[0].params["selector"] == ON_BLUE
     assert rolled.decision is not None and rolled.decision.step.startswith("pre-promotion")
@@ -181,11 +181,11 @@ def test_a_smoke_url_is_declared_as_a_probe() -> None:
 def test_the_switch_waits_for_a_passing_smoke_check() -> None:
     ctx, transition = started()
     ctx = replace(ctx, service=WITH_SMOKE, cluster=smoked(503))
-    held = STRATEGY.step(after(ctx, transition, analysis=healthy()))
-    held = STRATEGY.step(after(ctx, held, analysis=healthy()))
+    held = STRATEGY.step(after(ctx, transition, observation=healthy()))
+    held = STRATEGY.step(after(ctx, held, observation=healthy()))
     assert held.strategy_state["phase"] == "pre" and not held.actions
     assert held.strategy_state["smoke_failures"] == 2
-    switched = STRATEGY.step(after(ctx, held, analysis=healthy(), cluster=smoked(200)))
+    switched = STRATEGY.step(after(ctx, held, observation=healthy(), cluster=smoked(200)))
     assert switched.strategy_state["phase"] == "post"
     assert switched.actions[0].params["selector"] == ON_GREEN
 

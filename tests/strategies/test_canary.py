@@ -80,9 +80,9 @@ def test_analysis_compares_the_canary_with_the_stable_track() -> None:
 
 def test_healthy_intervals_advance_to_the_next_weight() -> None:
     ctx, _ = at_step_one()
-    first = STRATEGY.step(after(ctx, _stay(ctx), analysis=healthy()))
+    first = STRATEGY.step(after(ctx, _stay(ctx), observation=healthy()))
     assert first.strategy_state["healthy_intervals"] == 1 and not first.actions
-    second = STRATEGY.step(after(ctx, first, analysis=healthy()))
+    second = STRATEGY.step(after(ctx, first, observation=healthy()))
 
     assert second.step.startswith("step 2/2: weight 50%")
     assert second.actions[0].params["replicas"] == 4
@@ -94,7 +94,7 @@ def test_after_the_last_step_the_stable_deployment_takes_the_new_template() -> N
     moved = ctx
     transition = _stay(ctx)
     for _ in range(4):
-        transition = STRATEGY.step(after(moved, transition, analysis=healthy()))
+        transition = STRATEGY.step(after(moved, transition, observation=healthy()))
         moved = after(moved, transition, cluster=canary(4))
     assert transition.decision is not None and transition.decision.verdict is Verdict.PROMOTE
     assert kinds(transition) == ["restore_template"]
@@ -124,7 +124,7 @@ def test_promotion_waits_for_stable_then_removes_the_canary_then_verifies() -> N
 
 def test_a_critical_interval_rolls_back_without_touching_stable() -> None:
     ctx, _ = at_step_one()
-    transition = STRATEGY.step(after(ctx, _stay(ctx), analysis=critical()))
+    transition = STRATEGY.step(after(ctx, _stay(ctx), observation=critical()))
 
     assert transition.state is RolloutState.ROLLING_BACK
     assert kinds(transition) == ["delete_deployment"]
@@ -139,7 +139,7 @@ def test_a_critical_interval_rolls_back_without_touching_stable() -> None:
 def test_rollback_during_promotion_also_restores_the_stable_template() -> None:
     ctx, _ = at_step_one()
     promoting = STRATEGY.step(after(ctx, _stay(ctx), commands=[ControlCommand.PROMOTE]))
-    transition = STRATEGY.step(after(ctx, promoting, analysis=critical()))
+    transition = STRATEGY.step(after(ctx, promoting, observation=critical()))
     assert kinds(transition) == ["delete_deployment", "restore_template"]
     assert transition.actions[1].params["template"]["spec"]["containers"][0]["image"] == OLD_IMAGE
 
@@ -157,7 +157,7 @@ def test_pause_holds_the_step_and_resume_continues() -> None:
     ctx, _ = at_step_one()
     paused = STRATEGY.step(after(ctx, _stay(ctx), commands=[ControlCommand.PAUSE]))
     assert paused.state is RolloutState.PAUSED
-    held = STRATEGY.step(after(ctx, paused, analysis=healthy()))
+    held = STRATEGY.step(after(ctx, paused, observation=healthy()))
     assert held.state is RolloutState.PAUSED and held.strategy_state["healthy_intervals"] == 0
     resumed = STRATEGY.step(after(ctx, held, commands=[ControlCommand.RESUME]))
     assert resumed.state is RolloutState.PROGRESSING
@@ -168,7 +168,7 @@ def test_a_pause_step_waits_for_promote_then_goes_on() -> None:
     ctx = after(ctx, first, cluster=canary(1))
     transition = first
     for _ in range(2):
-        transition = STRATEGY.step(after(ctx, transition, analysis=healthy()))
+        transition = STRATEGY.step(after(ctx, transition, observation=healthy()))
     assert transition.state is RolloutState.PAUSED and transition.step.startswith("step 2/3")
     waiting = STRATEGY.step(after(ctx, transition))
     assert waiting.state is RolloutState.PAUSED
@@ -231,7 +231,7 @@ def test_routed_rollback_takes_weight_off_first_and_restores_the_selector_last()
     ctx = context("canary", steps=[10], service=ROUTED, cluster=routed_cluster())
     first = STRATEGY.step(ctx)
     ctx = after(ctx, first, cluster=routed_cluster(with_canary=True))
-    transition = STRATEGY.step(after(ctx, first, analysis=critical()))
+    transition = STRATEGY.step(after(ctx, first, observation=critical()))
 
     assert kinds(transition) == ["set_route_weights", "delete_deployment", "delete_service"]
     assert transition.actions[0].params["weights"] == {"checkout": 100, "checkout-canary": 0}

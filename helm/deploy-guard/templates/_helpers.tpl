@@ -69,8 +69,16 @@ against every request the guard sent to the Kubernetes API simulator during real
 {{- define "deploy-guard.rbacRules" -}}
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "patch", "create", "delete"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["list"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "patch", "create", "delete"]
+{{- if .Values.rbac.gatewayApi }}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "update"]
+{{- end }}
 {{- end }}
