@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -23,21 +23,6 @@ class QueryStatus(enum.StrEnum):
     NO_DATA = "no_data"
     QUERY_ERROR = "query_error"
     UNREACHABLE = "unreachable"
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """One instant query: the scalar value, or why there is none."""
-
-    query: str
-    status: QueryStatus
-    value: float | None = None
-    evaluated_at: datetime | None = None
-    error: str = ""
-
-    @property
-    def usable(self) -> bool:
-        return self.status is QueryStatus.OK and self.value is not None
 
 
 @dataclass(frozen=True)
@@ -84,13 +69,6 @@ class PrometheusClient:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-    async def ready(self) -> bool:
-        try:
-            response = await self._client.get(f"{self._base_url}/-/ready")
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
 
     async def query_vector(
         self, query: str, *, at: datetime, retries: int = 2, backoff_seconds: float = 0.2
@@ -167,79 +145,6 @@ class PrometheusClient:
             for item in body["data"]["result"]
         )
         return RangeResult(query, QueryStatus.OK if series else QueryStatus.NO_DATA, series)
-
-    async def query_scalar(self, query: str, *, at: datetime | None = None) -> QueryResult:
-        """Evaluate `query` at `at` (now by default) and reduce it to one number.
-
-        A vector with one element is that element; several elements are an error of the
-        template (it should aggregate), since picking one would hide the others.
-        """
-        evaluated_at = at or datetime.now(UTC)
-        params = {"query": query, "time": f"{evaluated_at.timestamp():.3f}"}
-        self.queries_sent += 1
-        try:
-            response = await self._client.post(f"{self._base_url}/api/v1/query", data=params)
-        except httpx.HTTPError as exc:
-            self._failed(QueryStatus.UNREACHABLE)
-            return QueryResult(
-                query, QueryStatus.UNREACHABLE, evaluated_at=evaluated_at, error=_describe(exc)
-            )
-        return self._interpret(query, evaluated_at, response)
-
-    def _interpret(
-        self, query: str, evaluated_at: datetime, response: httpx.Response
-    ) -> QueryResult:
-        try:
-            body: dict[str, Any] = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 500 and body.get("errorType") not in ("execution", "timeout"):
-            self._failed(QueryStatus.UNREACHABLE)
-            return QueryResult(
-                query,
-                QueryStatus.UNREACHABLE,
-                evaluated_at=evaluated_at,
-                error=f"HTTP {response.status_code}",
-            )
-        if body.get("status") != "success":
-            self._failed(QueryStatus.QUERY_ERROR)
-            error = f"{body.get('errorType', 'HTTP ' + str(response.status_code))}: "
-            error += str(body.get("error", response.text[:200]))
-            return QueryResult(
-                query, QueryStatus.QUERY_ERROR, evaluated_at=evaluated_at, error=error
-            )
-        return _scalar(query, evaluated_at, body["data"])
-
-
-def _scalar(query: str, evaluated_at: datetime, data: dict[str, Any]) -> QueryResult:
-    result_type = data.get("resultType")
-    result = data.get("result")
-    if result_type == "scalar" and isinstance(result, list):
-        return _number(query, evaluated_at, result[1])
-    if result_type != "vector" or not isinstance(result, list):
-        return QueryResult(
-            query,
-            QueryStatus.QUERY_ERROR,
-            evaluated_at=evaluated_at,
-            error=f"expected an instant vector, got {result_type}",
-        )
-    if not result:
-        return QueryResult(query, QueryStatus.NO_DATA, evaluated_at=evaluated_at)
-    if len(result) > 1:
-        return QueryResult(
-            query,
-            QueryStatus.QUERY_ERROR,
-            evaluated_at=evaluated_at,
-            error=f"{len(result)} series returned; the template must aggregate to one",
-        )
-    return _number(query, evaluated_at, result[0]["value"][1])
-
-
-def _number(query: str, evaluated_at: datetime, raw: str) -> QueryResult:
-    value = float(raw)
-    if math.isnan(value):
-        return QueryResult(query, QueryStatus.NO_DATA, evaluated_at=evaluated_at, error="NaN")
-    return QueryResult(query, QueryStatus.OK, value=value, evaluated_at=evaluated_at)
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -1,13 +1,11 @@
 """PrometheusClient: a value, no data, a query error, or no Prometheus at all.
 
 query_vector (the batched queries) retries an unreachable Prometheus with backoff;
-query_scalar answers once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,25 +14,12 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from guard.prometheus import PrometheusClient, QueryResult, QueryStatus, VectorResult
+from guard.prometheus import PrometheusClient, QueryStatus, VectorResult
 
 AT = datetime(2026, 11, 23, 14, 0, 0, tzinfo=UTC)
 QUERY = 'sum(rate(http_requests_total{namespace="shop"}[30s]))'
 
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def run(handler: Handler, query: str = QUERY) -> tuple[QueryResult, PrometheusClient]:
-    async def go() -> tuple[QueryResult, PrometheusClient]:
-        client = PrometheusClient(
-            "http://prometheus.test:9090/", transport=httpx.MockTransport(handler)
-        )
-        try:
-            return await client.query_scalar(query, at=AT), client
-        finally:
-            await client.close()
-
-    return asyncio.run(go())
 
 
 def success(result_type: str, result: object) -> Handler:
@@ -48,163 +33,6 @@ def vector(*values: str) -> Handler:
         for i, v in enumerate(values)
     ]
     return success("vector", series)
-
-
-def test_sends_an_instant_query_at_the_given_time() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return vector("1")(request)
-
-    result, client = run(handler)
-    assert result.status is QueryStatus.OK
-    assert len(seen) == 1
-    request = seen[0]
-    assert request.method == "POST"
-    assert str(request.url) == "http://prometheus.test:9090/api/v1/query"
-    form = parse_qs(request.content.decode())
-    assert form == {"query": [QUERY], "time": [f"{AT.timestamp():.3f}"]}
-    assert client.queries_sent == 1
-    assert client.query_errors == 0
-
-
-def test_one_element_vector_is_its_value() -> None:
-    result, _ = run(vector("0.0825"))
-    assert result.status is QueryStatus.OK
-    assert result.value == 0.0825
-    assert result.usable
-    assert result.query == QUERY
-    assert result.evaluated_at == AT
-    assert result.error == ""
-
-
-def test_empty_vector_is_no_data() -> None:
-    result, client = run(vector())
-    assert result.status is QueryStatus.NO_DATA
-    assert result.value is None
-    assert not result.usable
-    assert client.query_errors == 0
-
-
-def test_nan_is_no_data() -> None:
-    result, _ = run(vector("NaN"))
-    assert result.status is QueryStatus.NO_DATA
-    assert result.value is None
-    assert not result.usable
-    assert result.error == "NaN"
-
-
-def test_several_series_are_a_query_error() -> None:
-    result, client = run(vector("0.1", "0.2", "0.3"))
-    assert result.status is QueryStatus.QUERY_ERROR
-    assert result.value is None
-    assert not result.usable
-    assert "3 series returned" in result.error
-    assert client.query_errors == 0  # Prometheus answered; the template is at fault
-
-
-def test_scalar_result_is_its_value() -> None:
-    result, _ = run(success("scalar", [AT.timestamp(), "42.5"]))
-    assert result.status is QueryStatus.OK
-    assert result.value == 42.5
-
-
-def test_scalar_nan_is_no_data() -> None:
-    result, _ = run(success("scalar", [AT.timestamp(), "NaN"]))
-    assert result.status is QueryStatus.NO_DATA
-    assert result.value is None
-
-
-def test_range_matrix_is_a_query_error() -> None:
-    result, _ = run(success("matrix", []))
-    assert result.status is QueryStatus.QUERY_ERROR
-    assert "got matrix" in result.error
-
-
-def test_bad_data_400_is_a_query_error_with_the_message() -> None:
-    body = {
-        "status": "error",
-        "errorType": "bad_data",
-        "error": '1:5: parse error: unexpected "}"',
-    }
-    result, client = run(lambda request: httpx.Response(400, json=body))
-    assert result.status is QueryStatus.QUERY_ERROR
-    assert result.value is None
-    assert result.error == 'bad_data: 1:5: parse error: unexpected "}"'
-    assert client.query_errors == 1
-
-
-def test_execution_error_422_is_a_query_error() -> None:
-    body = {"status": "error", "errorType": "execution", "error": "many-to-many matching"}
-    result, _ = run(lambda request: httpx.Response(422, json=body))
-    assert result.status is QueryStatus.QUERY_ERROR
-    assert result.error == "execution: many-to-many matching"
-
-
-def test_query_timeout_503_from_prometheus_is_a_query_error() -> None:
-    body = {"status": "error", "errorType": "timeout", "error": "query timed out"}
-    result, _ = run(lambda request: httpx.Response(503, json=body))
-    assert result.status is QueryStatus.QUERY_ERROR
-    assert result.error == "timeout: query timed out"
-
-
-def test_connection_refused_is_unreachable() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
-
-    result, client = run(handler)
-    assert result.status is QueryStatus.UNREACHABLE
-    assert result.value is None
-    assert not result.usable
-    assert result.error == "ConnectError: [Errno 111] Connection refused"
-    assert result.evaluated_at == AT
-    assert client.query_errors == 1
-
-
-def test_timeout_is_unreachable() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
-
-    result, _ = run(handler)
-    assert result.status is QueryStatus.UNREACHABLE
-    assert result.error.startswith("ReadTimeout")
-
-
-def test_503_from_a_proxy_is_unreachable() -> None:
-    result, client = run(
-        lambda request: httpx.Response(503, text="<html>503 Service Unavailable</html>")
-    )
-    assert result.status is QueryStatus.UNREACHABLE
-    assert result.value is None
-    assert result.error == "HTTP 503"
-    assert client.query_errors == 1
-
-
-def test_502_with_json_from_a_gateway_is_unreachable() -> None:
-    result, _ = run(lambda request: httpx.Response(502, content=json.dumps({"message": "bad"})))
-    assert result.status is QueryStatus.UNREACHABLE
-    assert result.error == "HTTP 502"
-
-
-def test_ready_reflects_the_readiness_endpoint() -> None:
-    async def go(handler: Handler) -> bool:
-        client = PrometheusClient("http://p:9090", transport=httpx.MockTransport(handler))
-        try:
-            return await client.ready()
-        finally:
-            await client.close()
-
-    def refused(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    def ok(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/-/ready"
-        return httpx.Response(200, text="Prometheus Server is Ready.")
-
-    assert asyncio.run(go(ok)) is True
-    assert asyncio.run(go(lambda request: httpx.Response(503))) is False
-    assert asyncio.run(go(refused)) is False
 
 
 # --- query_vector ---------------------------------------------------------------------------
