@@ -29,7 +29,14 @@ from .base import (
     reset_policy,
     stay,
 )
-from .common import abort_before_start, fail, first_serving, unknown_containers
+from .common import (
+    abort_before_start,
+    fail,
+    first_serving,
+    rollback_overdue,
+    start_rollback,
+    unknown_containers,
+)
 
 PRE, POST, DELAY, UPDATING_BLUE, CLEANUP = "pre", "post", "delay", "updating blue", "cleanup"
 ANALYSED = (PRE, POST)
@@ -320,17 +327,15 @@ def _rollback(
     ]
     if state.get("phase") in (UPDATING_BLUE, CLEANUP):
         actions.append(plan.restore_blue(names, state["stable_template"]))
-    decision = operational_decision(ctx, Verdict.ROLLBACK, summary, "rollback started", evidence)
-    return stay(
+    return start_rollback(
         ctx,
-        state=RolloutState.ROLLING_BACK,
-        step="rolling back: traffic on blue",
-        strategy_state={**state, "rollback_reason": reason, "phase": "rollback"},
+        reason=reason,
+        summary=summary,
+        evidence=evidence,
+        command=command,
         actions=actions,
-        decision=decision,
-        message=f"rolling back: {summary}",
-        consumed_commands=[command] if command else [],
-        timestamps={"rollback_started_at": ctx.now},
+        step="rolling back: traffic on blue",
+        state={**state, "phase": "rollback"},
     )
 
 
@@ -344,7 +349,8 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
     current = blue.current_replica_set
     restored = current is not None and current.pod_template_hash == state.get("stable_hash")
     if not (plan.green_gone(ctx.cluster, names) and restored and blue.complete):
-        return stay(ctx, message=f"waiting for green to go and blue: {blue.describe()}")
+        overdue = rollback_overdue(ctx, blue.describe())
+        return overdue or stay(ctx, message=f"waiting for green to go and blue: {blue.describe()}")
     active = ctx.cluster.service(names.active)
     if active is not None and active.selector != state.get("active_selector"):
         return stay(ctx, actions=[plan.selector(names, names.active, state["active_selector"])])

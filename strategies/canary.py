@@ -37,7 +37,14 @@ from .base import (
     reset_policy,
     stay,
 )
-from .common import abort_before_start, fail, first_serving, unknown_containers
+from .common import (
+    abort_before_start,
+    fail,
+    first_serving,
+    rollback_overdue,
+    start_rollback,
+    unknown_containers,
+)
 
 STEP, PROMOTING, FINISHING = "step", "promoting", "finishing"
 
@@ -298,17 +305,8 @@ def _rollback(
     actions = plan.remove_canary(names)
     if state.get("phase") in (PROMOTING, FINISHING):
         actions.append(plan.restore_stable(names, state["stable_template"]))
-    decision = operational_decision(ctx, Verdict.ROLLBACK, summary, "rollback started", evidence)
-    return stay(
-        ctx,
-        state=RolloutState.ROLLING_BACK,
-        step="rolling back",
-        strategy_state={**state, "rollback_reason": reason},
-        actions=actions,
-        decision=decision,
-        message=f"rolling back: {summary}",
-        consumed_commands=[command] if command else [],
-        timestamps={"rollback_started_at": ctx.now},
+    return start_rollback(
+        ctx, reason=reason, summary=summary, evidence=evidence, command=command, actions=actions
     )
 
 
@@ -321,7 +319,10 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
         "stable_hash"
     )
     if not (_canary_gone(ctx) and restored and stable.complete):
-        return stay(ctx, message=f"waiting for the canary to go and stable: {stable.describe()}")
+        overdue = rollback_overdue(ctx, stable.describe())
+        return overdue or stay(
+            ctx, message=f"waiting for the canary to go and stable: {stable.describe()}"
+        )
     unpin = _unpin_stable_service(ctx)
     if unpin is not None:
         return stay(ctx, actions=[unpin], message="canary gone; stable Service selector restored")

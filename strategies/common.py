@@ -1,13 +1,15 @@
-"""Small steps every multi-Deployment strategy shares: start checks, failure, first serving."""
+"""Small steps every strategy shares: start checks, failure, first serving, rollback bookkeeping."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 from guard.kube import DeploymentSnapshot
-from guard.models import RolloutState
+from guard.models import ControlCommand, Evidence, RolloutState, Verdict
 
-from .base import RolloutContext, Transition, stay
+from .base import Action, RolloutContext, Transition, operational_decision, stay
 
 
 def abort_before_start(ctx: RolloutContext) -> Transition:
@@ -55,3 +57,49 @@ def first_serving(ctx: RolloutContext, candidate: DeploymentSnapshot | None) -> 
         return ctx
     serving = {**ctx.strategy_state, "candidate_serving_at": ctx.now.isoformat()}
     return replace(ctx, strategy_state=serving)
+
+
+def start_rollback(
+    ctx: RolloutContext,
+    *,
+    reason: str,
+    summary: str,
+    evidence: list[Evidence],
+    command: ControlCommand | None,
+    actions: list[Action],
+    step: str = "rolling back",
+    message: str | None = None,
+    state: dict[str, Any] | None = None,
+) -> Transition:
+    """Enter ROLLING_BACK with the strategy's undo actions; the clock for `rollback_overdue`
+    starts here."""
+    decision = operational_decision(ctx, Verdict.ROLLBACK, summary, "rollback started", evidence)
+    return stay(
+        ctx,
+        state=RolloutState.ROLLING_BACK,
+        step=step,
+        strategy_state={
+            **(state if state is not None else ctx.strategy_state),
+            "rollback_reason": reason,
+            "rollback_started_at": ctx.now.isoformat(),
+        },
+        actions=actions,
+        decision=decision,
+        message=message or f"rolling back: {summary}",
+        consumed_commands=[command] if command else [],
+        timestamps={"rollback_started_at": ctx.now},
+    )
+
+
+def rollback_overdue(ctx: RolloutContext, progress: str) -> Transition | None:
+    """A rollback not verified within `rollback_timeout_seconds` fails, so a human is paged
+    instead of the guard waiting forever on a version that cannot come back."""
+    started = ctx.strategy_state.get("rollback_started_at")
+    waited = (ctx.now - datetime.fromisoformat(started)).total_seconds() if started else 0.0
+    if waited <= ctx.config.rollback_timeout_seconds:
+        return None
+    return fail(
+        ctx,
+        f"rollback not verified after {waited:.0f}s: {progress}; "
+        "the previous version is not available, a human is needed",
+    )

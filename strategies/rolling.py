@@ -7,7 +7,6 @@ called done once the previous revision is fully available again.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 from analyzers.base import Observation
@@ -26,6 +25,7 @@ from .base import (
     operational_decision,
     stay,
 )
+from .common import fail, rollback_overdue, start_rollback
 
 UPDATING = "updating"
 ANALYSING = "analysing"
@@ -62,7 +62,7 @@ class RollingStrategy:
         if ControlCommand.ABORT in ctx.commands:
             return _rollback(ctx, "aborted", "aborted by operator", [], ControlCommand.ABORT)
         if ctx.deployment is None:
-            return _fail(ctx, f"deployment {_target(ctx)} disappeared during the rollout")
+            return fail(ctx, f"deployment {_target(ctx)} disappeared during the rollout")
         if ctx.deployment.progress_deadline_exceeded:
             return _progress_deadline(ctx)
         if ctx.observation is not None:
@@ -83,11 +83,11 @@ def _start(ctx: RolloutContext) -> Transition:
             timestamps={"finished_at": ctx.now},
         )
     if deployment is None:
-        return _fail(ctx, f"deployment {_target(ctx)} not found; nothing was changed")
+        return fail(ctx, f"deployment {_target(ctx)} not found; nothing was changed")
     unknown = sorted(set(ctx.request.images) - set(deployment.images))
     if unknown:
         known = ", ".join(sorted(deployment.images))
-        return _fail(
+        return fail(
             ctx,
             f"images: container(s) {', '.join(unknown)} not in {_target(ctx)}; "
             f"its containers are: {known}. Nothing was changed",
@@ -257,38 +257,28 @@ def _rollback(
         "restore_template",
         {"namespace": ctx.request.namespace, "name": ctx.request.deployment, "template": template},
     )
-    decision = operational_decision(ctx, Verdict.ROLLBACK, summary, "rollback started", evidence)
-    return stay(
+    revision = ctx.strategy_state.get("stable_revision")
+    return start_rollback(
         ctx,
-        state=RolloutState.ROLLING_BACK,
-        step=ROLLING_BACK,
-        strategy_state={
-            **ctx.strategy_state,
-            "rollback_reason": reason,
-            "rollback_started_at": ctx.now.isoformat(),
-        },
+        reason=reason,
+        summary=summary,
+        evidence=evidence,
+        command=command,
         actions=[action],
-        decision=decision,
-        message=f"rolling back to revision {ctx.strategy_state.get('stable_revision')}: {summary}",
-        consumed_commands=[command] if command else [],
-        timestamps={"rollback_started_at": ctx.now},
+        step=ROLLING_BACK,
+        message=f"rolling back to revision {revision}: {summary}",
     )
 
 
 def _verify_rollback(ctx: RolloutContext) -> Transition:
     deployment = ctx.deployment
     if deployment is None:
-        return _fail(ctx, f"deployment {_target(ctx)} disappeared during the rollback")
+        return fail(ctx, f"deployment {_target(ctx)} disappeared during the rollback")
     if not (_restored(ctx, deployment) and deployment.complete):
-        started = ctx.strategy_state.get("rollback_started_at")
-        waited = (ctx.now - datetime.fromisoformat(started)).total_seconds() if started else 0.0
-        if waited > ctx.config.rollback_timeout_seconds:
-            return _fail(
-                ctx,
-                f"rollback not verified after {waited:.0f}s: {deployment.describe()}; "
-                "the previous revision is not available, a human is needed",
-            )
-        return stay(ctx, message=f"waiting for the previous revision: {deployment.describe()}")
+        overdue = rollback_overdue(ctx, deployment.describe())
+        return overdue or stay(
+            ctx, message=f"waiting for the previous revision: {deployment.describe()}"
+        )
     aborted = ctx.strategy_state.get("rollback_reason") == "aborted"
     return stay(
         ctx,
@@ -319,18 +309,6 @@ def _promote(ctx: RolloutContext, decision: Any, *consumed: ControlCommand) -> T
         message=f"promoted: {ctx.deployment.describe() if ctx.deployment else ''}",
         outcome_reason="promoted",
         consumed_commands=list(consumed),
-        timestamps={"finished_at": ctx.now},
-    )
-
-
-def _fail(ctx: RolloutContext, message: str) -> Transition:
-    return stay(
-        ctx,
-        state=RolloutState.FAILED,
-        step="failed",
-        message=message,
-        outcome_reason="error",
-        consumed_commands=list(ctx.commands),
         timestamps={"finished_at": ctx.now},
     )
 
