@@ -32,6 +32,7 @@ from .base import (
 from .common import (
     abort_before_start,
     fail,
+    finish_rollback,
     first_serving,
     rollback_overdue,
     start_rollback,
@@ -354,16 +355,7 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
     active = ctx.cluster.service(names.active)
     if active is not None and active.selector != state.get("active_selector"):
         return stay(ctx, actions=[plan.selector(names, names.active, state["active_selector"])])
-    aborted = state.get("rollback_reason") == "aborted"
-    return stay(
-        ctx,
-        state=RolloutState.ABORTED if aborted else RolloutState.ROLLED_BACK,
-        step="rollback verified",
-        message=f"all traffic on blue, green removed: {blue.describe()}",
-        outcome_reason=str(state.get("rollback_reason")),
-        consumed_commands=list(ctx.commands),
-        timestamps={"rollback_verified_at": ctx.now, "finished_at": ctx.now},
-    )
+    return finish_rollback(ctx, f"all traffic on blue, green removed: {blue.describe()}")
 
 
 def _runs_new_version(ctx: RolloutContext, blue: DeploymentSnapshot) -> bool:

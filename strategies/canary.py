@@ -40,6 +40,7 @@ from .base import (
 from .common import (
     abort_before_start,
     fail,
+    finish_rollback,
     first_serving,
     rollback_overdue,
     start_rollback,
@@ -326,15 +327,8 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
     unpin = _unpin_stable_service(ctx)
     if unpin is not None:
         return stay(ctx, actions=[unpin], message="canary gone; stable Service selector restored")
-    aborted = ctx.strategy_state.get("rollback_reason") == "aborted"
-    return stay(
-        ctx,
-        state=RolloutState.ABORTED if aborted else RolloutState.ROLLED_BACK,
-        step="rollback verified",
-        message=f"canary removed, all traffic on the stable version: {stable.describe()}",
-        outcome_reason=str(ctx.strategy_state.get("rollback_reason")),
-        consumed_commands=list(ctx.commands),
-        timestamps={"rollback_verified_at": ctx.now, "finished_at": ctx.now},
+    return finish_rollback(
+        ctx, f"canary removed, all traffic on the stable version: {stable.describe()}"
     )
 
 

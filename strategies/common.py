@@ -103,3 +103,18 @@ def rollback_overdue(ctx: RolloutContext, progress: str) -> Transition | None:
         f"rollback not verified after {waited:.0f}s: {progress}; "
         "the previous version is not available, a human is needed",
     )
+
+
+def finish_rollback(ctx: RolloutContext, message: str) -> Transition:
+    """The previous version serves everything again: rolled back, or aborted if an operator
+    asked for it."""
+    reason = ctx.strategy_state.get("rollback_reason")
+    return stay(
+        ctx,
+        state=RolloutState.ABORTED if reason == "aborted" else RolloutState.ROLLED_BACK,
+        step="rollback verified",
+        message=message,
+        outcome_reason=str(reason),
+        consumed_commands=list(ctx.commands),
+        timestamps={"rollback_verified_at": ctx.now, "finished_at": ctx.now},
+    )

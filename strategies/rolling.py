@@ -25,7 +25,7 @@ from .base import (
     operational_decision,
     stay,
 )
-from .common import fail, rollback_overdue, start_rollback
+from .common import fail, finish_rollback, rollback_overdue, start_rollback
 
 UPDATING = "updating"
 ANALYSING = "analysing"
@@ -279,16 +279,7 @@ def _verify_rollback(ctx: RolloutContext) -> Transition:
         return overdue or stay(
             ctx, message=f"waiting for the previous revision: {deployment.describe()}"
         )
-    aborted = ctx.strategy_state.get("rollback_reason") == "aborted"
-    return stay(
-        ctx,
-        state=RolloutState.ABORTED if aborted else RolloutState.ROLLED_BACK,
-        step="rollback verified",
-        message=f"previous revision fully available again: {deployment.describe()}",
-        outcome_reason=str(ctx.strategy_state.get("rollback_reason")),
-        consumed_commands=list(ctx.commands),
-        timestamps={"rollback_verified_at": ctx.now, "finished_at": ctx.now},
-    )
+    return finish_rollback(ctx, f"previous revision fully available again: {deployment.describe()}")
 
 
 def _restored(ctx: RolloutContext, deployment: DeploymentSnapshot) -> bool:
