@@ -25,3 +25,14 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     pass
+
+
+def engine_url(url: str) -> str:
+    """`postgresql://` (as PostgreSQL and most tools write it) means the psycopg 3 driver.
+
+    SQLAlchemy would pick psycopg2 for a bare `postgresql://`, which the guard does not ship.
+    """
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url

@@ -3,28 +3,51 @@
 Every transition is committed before its Kubernetes actions run, and the actions stay recorded
 as pending until they are done, so a guard that dies at any moment resumes each rollout from
 the last committed step and repeats at most an idempotent patch.
+
+Several replicas share one PostgreSQL database: each unfinished rollout is leased to one replica
+(`claim`, a row lease with an expiry taken with ``FOR UPDATE SKIP LOCKED``), renewed every tick.
+Every change of owner increments the rollout's fencing token, and every write of a tick carries
+the token it was claimed with, so a replica that lost its lease (it stalled, another took over)
+has its writes refused with `LeaseLost` instead of overwriting the new owner's progress.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from alerts.base import AlertEvent
 from guard import outbox as alert_outbox
-from guard.db import Base, UtcDateTime
+from guard.db import Base, UtcDateTime, engine_url
 from guard.models import (
     TERMINAL_STATES,
     ControlCommand,
@@ -78,6 +101,25 @@ class RolloutRow(Base):
     rollback_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     rollback_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    fencing_token: Mapped[int] = mapped_column(Integer, default=0)
+
+
+LEASE_COLUMNS = {
+    "lease_owner": "VARCHAR(128)",
+    "lease_expires_at": "TIMESTAMP",
+    "fencing_token": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+class ReplicaRow(Base):
+    """Replicas seen lately, so each can take its fair share of new rollouts."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class DecisionRow(Base):
@@ -106,6 +148,23 @@ class Conflict(Exception):
     """The request cannot be taken as it stands; the message says why and what to do."""
 
 
+class LeaseLost(Exception):
+    """Another replica owns the rollout now (or it ended); this replica must not act on it."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who holds a rollout's lease, and the fencing token it was claimed with."""
+
+    owner: str
+    token: int
+
+
+def new_replica_id() -> str:
+    """Unique per process, readable in logs: hostname, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 @dataclass(frozen=True)
 class ActiveRollout:
     """What the engine needs of an unfinished rollout in one tick."""
@@ -121,6 +180,8 @@ class ActiveRollout:
     alert_history: list[AlertEvent] = field(default_factory=list)
     submitted_at: datetime | None = None
     command_notes: dict[str, str] = field(default_factory=dict)
+    fence: Fence | None = None
+    blocked_by: str | None = None
 
 
 class Store:
@@ -129,10 +190,11 @@ class Store:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url)
+        self.engine: Engine = create_engine(engine_url(url), pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _add_lease_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
 
@@ -161,10 +223,23 @@ class Store:
         SQLite's driver starts a transaction only at the first write, so a read-then-write
         (is this key used? is a rollout active? which commands are queued?) is not atomic
         without it: two pipelines could start two rollouts on one Deployment, or an abort could
-        be lost to a concurrent tick. Several replicas need PostgreSQL (row locks) instead.
+        be lost to a concurrent tick. Across replicas PostgreSQL's row locks and `_serialize`
+        do the same.
         """
         with self._write_lock, self._sessions.begin() as session:
             yield session
+
+    def _serialize(self, session: Session, *keys: str) -> None:
+        """Hold PostgreSQL advisory locks on these keys until the transaction ends.
+
+        A read-then-insert (is this Deployment busy? is this idempotency key used?) has no row
+        to lock yet, so two replicas could both pass the check; the lock makes them take turns.
+        SQLite has one writer anyway.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        for key in sorted(keys):
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
     def submit(
         self, request: RolloutRequest, *, idempotency_key: str | None, now: datetime
@@ -173,6 +248,8 @@ class Store:
         payload = request.model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         with self._writing() as session:
+            locks = [f"deployment/{request.namespace}/{request.deployment}"]
+            self._serialize(session, *locks, *([f"key/{idempotency_key}"] * bool(idempotency_key)))
             if idempotency_key is not None:
                 existing = session.scalar(
                     select(RolloutRow).where(RolloutRow.idempotency_key == idempotency_key)
@@ -219,6 +296,7 @@ class Store:
                 submitted_at=now,
             )
             session.add(row)
+            session.flush()  # the row before its event: PostgreSQL checks the foreign key
             session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message="submitted"))
             session.flush()
             return self._view(session, row), True
@@ -252,14 +330,118 @@ class Store:
             return [self._view(session, row, decisions=False) for row in session.scalars(query)]
 
     def active(self) -> list[ActiveRollout]:
-        terminal = [s.value for s in TERMINAL_STATES]
-        query = select(RolloutRow).where(RolloutRow.state.not_in(terminal))
+        """Every unfinished rollout, read only (no lease taken)."""
+        query = select(RolloutRow).where(_unfinished()).order_by(RolloutRow.submitted_at)
         with self._session() as session:
-            rows = [
-                _active(row) for row in session.scalars(query.order_by(RolloutRow.submitted_at))
-            ]
-            alerts = alert_outbox.history(session, [row.id for row in rows])
-        return [replace(row, alert_history=alerts[row.id]) for row in rows]
+            rows = list(session.scalars(query))
+            return self._hand_out(session, rows, None)
+
+    def claim(self, replica_id: str, lease_seconds: float, now: datetime) -> list[ActiveRollout]:
+        """Lease this replica's rollouts for `lease_seconds` and return them with their fence.
+
+        In one transaction: renew the leases it holds, take over those whose lease expired (the
+        owner died or stalled; the fencing token goes up) and take never-leased rollouts up to
+        a fair share (unfinished rollouts / replicas seen within one lease period), so several
+        replicas spread new work. ``FOR UPDATE SKIP LOCKED`` passes over rows another replica
+        is claiming at this moment, so claims never wait on each other nor take a row twice.
+        """
+        until = now + timedelta(seconds=lease_seconds)
+        stale = now - timedelta(seconds=lease_seconds)
+        with self._writing() as session:
+            seen = session.get(ReplicaRow, replica_id)
+            if seen is None:
+                session.add(ReplicaRow(id=replica_id, seen_at=now))
+            else:
+                seen.seen_at = now
+            forgotten = now - timedelta(seconds=10 * lease_seconds)
+            session.execute(delete(ReplicaRow).where(ReplicaRow.seen_at < forgotten))
+            session.flush()
+            replicas = session.scalar(
+                select(func.count()).select_from(ReplicaRow).where(ReplicaRow.seen_at >= stale)
+            )
+            unfinished = session.scalar(
+                select(func.count()).select_from(RolloutRow).where(_unfinished())
+            )
+            share = max(1, math.ceil((unfinished or 0) / max(1, replicas or 1)))
+            takeable = or_(
+                RolloutRow.lease_owner.is_(None),
+                RolloutRow.lease_owner == replica_id,
+                RolloutRow.lease_expires_at < now,
+            )
+            candidates = session.scalars(
+                select(RolloutRow)
+                .where(_unfinished(), takeable)
+                .order_by(RolloutRow.submitted_at, RolloutRow.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            mine = sum(1 for row in candidates if row.lease_owner == replica_id)
+            taken: list[RolloutRow] = []
+            for row in candidates:
+                if row.lease_owner is None:
+                    if mine >= share:
+                        continue
+                    mine += 1
+                if row.lease_owner != replica_id:
+                    row.lease_owner = replica_id
+                    row.fencing_token = (row.fencing_token or 0) + 1
+                row.lease_expires_at = until
+                taken.append(row)
+            session.flush()
+            return self._hand_out(session, taken, replica_id)
+
+    def renew(self, rollout_id: str, fence: Fence, lease_seconds: float, now: datetime) -> None:
+        """Extend a lease still held with this fence, before acting on it; else `LeaseLost`."""
+        with self._writing() as session:
+            row = _fenced(session, rollout_id, fence)
+            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+
+    def release(self, replica_id: str) -> int:
+        """Give up this replica's leases (on a clean shutdown) so another takes over at once."""
+        with self._writing() as session:
+            rows = session.scalars(
+                select(RolloutRow)
+                .where(RolloutRow.lease_owner == replica_id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                row.lease_expires_at = None
+                row.lease_owner = None
+            session.execute(delete(ReplicaRow).where(ReplicaRow.id == replica_id))
+            return len(rows)
+
+    def _hand_out(
+        self, session: Session, rows: Sequence[RolloutRow], replica_id: str | None
+    ) -> list[ActiveRollout]:
+        """Rows as the engine takes them: alert history, fence, and what blocks a pending one."""
+        alerts = alert_outbox.history(session, [row.id for row in rows])
+        blockers: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        if any(row.state == RolloutState.PENDING.value for row in rows):
+            others = session.execute(
+                select(
+                    RolloutRow.namespace,
+                    RolloutRow.deployment,
+                    RolloutRow.submitted_at,
+                    RolloutRow.id,
+                ).where(_unfinished())
+            ).all()
+            for namespace, deployment, submitted_at, rollout_id in others:
+                blockers.setdefault((namespace, deployment), []).append((submitted_at, rollout_id))
+        handed: list[ActiveRollout] = []
+        for row in rows:
+            fence = Fence(replica_id, row.fencing_token or 0) if replica_id else None
+            blocked_by = None
+            if row.state == RolloutState.PENDING.value:
+                earlier = [
+                    other
+                    for other in blockers.get((row.namespace, row.deployment), [])
+                    if other < (row.submitted_at, row.id)
+                ]
+                blocked_by = min(earlier)[1] if earlier else None
+            handed.append(
+                replace(_active(row), alert_history=alerts[row.id], fence=fence,
+                        blocked_by=blocked_by)
+            )  # fmt: skip
+        return handed
 
     def command(
         self,
@@ -290,12 +472,14 @@ class Store:
         now: datetime,
         alerts: Sequence[alert_outbox.RoutedAlert] = (),
         alert_expiry_seconds: float = 6 * 3600,
+        fence: Fence | None = None,
     ) -> None:
-        """Commit one tick's transition, its decision, pending actions and alerts together."""
+        """Commit one tick's transition, its decision, pending actions and alerts together.
+
+        With a fence, only if the lease is still held with that token (else `LeaseLost`).
+        """
         with self._writing() as session:
-            row = session.get(RolloutRow, rollout_id, with_for_update=True)
-            if row is None:
-                raise NotFound(rollout_id)
+            row = _fenced(session, rollout_id, fence)
             previous_state = row.state
             row.state = transition.state.value
             row.step = transition.step[:128]
@@ -322,11 +506,10 @@ class Store:
                 session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message=message))
             alert_outbox.record(session, alerts, now=now, expire_after=alert_expiry_seconds)
 
-    def actions_done(self, rollout_id: str) -> None:
+    def actions_done(self, rollout_id: str, fence: Fence | None = None) -> None:
         with self._writing() as session:
-            row = session.get(RolloutRow, rollout_id)
-            if row is not None:
-                row.pending_actions = []
+            row = _fenced(session, rollout_id, fence)
+            row.pending_actions = []
 
     def _view(self, session: Session, row: RolloutRow, *, decisions: bool = True) -> RolloutView:
         decision_rows: Iterable[DecisionRow] = (
@@ -357,6 +540,36 @@ class Store:
                 ],
             },
         )
+
+
+def _unfinished() -> Any:
+    return RolloutRow.state.not_in([s.value for s in TERMINAL_STATES])
+
+
+def _fenced(session: Session, rollout_id: str, fence: Fence | None) -> RolloutRow:
+    """The row, locked; with a fence, only if that replica still holds it with that token."""
+    row = session.get(RolloutRow, rollout_id, with_for_update=True)
+    if row is None:
+        raise NotFound(rollout_id)
+    if fence is not None and (row.lease_owner, row.fencing_token) != (fence.owner, fence.token):
+        raise LeaseLost(
+            f"rollout {rollout_id}: lease (token {fence.token}) lost to "
+            f"{row.lease_owner or 'nobody'} (token {row.fencing_token})"
+        )
+    return row
+
+
+def _add_lease_columns(engine: Engine) -> None:
+    """A store created before leases existed gains their columns (create_all adds no columns)."""
+    present = {column["name"] for column in inspect(engine).get_columns("rollouts")}
+    missing = [name for name in LEASE_COLUMNS if name not in present]
+    if not missing:
+        return
+    with engine.begin() as connection:
+        for name in missing:
+            connection.execute(
+                text(f"ALTER TABLE rollouts ADD COLUMN {name} {LEASE_COLUMNS[name]}")
+            )
 
 
 def _active(row: RolloutRow) -> ActiveRollout:
