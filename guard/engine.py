@@ -3,6 +3,10 @@
 The order is the crash-safety argument: a transition and its actions are committed before the
 actions run, and cleared only after they succeed, so a restart repeats an unfinished patch
 (all of them are idempotent) and never skips one.
+
+With several replicas a tick drives only the rollouts this replica leased (`Store.claim`); every
+write carries the lease's fencing token, and the lease is renewed (checked still held) right
+before each batch of Kubernetes calls, so a replica that lost a rollout stops acting on it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from guard.outbox import RoutedAlert
 from guard.preflight import preflight, preflight_transition
 from guard.probe import probe
 from guard.prometheus import PrometheusClient
-from guard.store import ActiveRollout, Store
+from guard.store import ActiveRollout, LeaseLost, Store, new_replica_id
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
 from strategies.registry import get_strategy
 
@@ -76,7 +80,9 @@ class Engine:
         metrics: GuardMetrics,
         *,
         clock: Callable[[], datetime] = utcnow,
+        replica_id: str | None = None,
     ) -> None:
+        self.replica_id = replica_id or new_replica_id()
         self.config = config
         self.store = store
         self.kube = kube
@@ -91,14 +97,12 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
-            active = await asyncio.to_thread(self.store.active)
+            active = await asyncio.to_thread(
+                self.store.claim, self.replica_id, self.config.store.lease_seconds, self.clock()
+            )
             self.metrics.active_rollouts.set(len(active))
             prepared = [
-                p
-                for p in await asyncio.gather(
-                    *(self._prepare_safely(r, _blocker(r, active)) for r in active)
-                )
-                if p
+                p for p in await asyncio.gather(*(self._prepare_safely(r) for r in active)) if p
             ]
             now = self.clock()
             measuring = [p for p in prepared if p.target is not None and p.due]
@@ -125,11 +129,9 @@ class Engine:
             await asyncio.gather(*(self._decide_safely(p) for p in decided))
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
-    async def _prepare_safely(
-        self, rollout: ActiveRollout, blocker: str | None = None
-    ) -> Prepared | None:
+    async def _prepare_safely(self, rollout: ActiveRollout) -> Prepared | None:
         try:
-            return await self._prepare(rollout, blocker)
+            return await self._prepare(rollout)
         except Exception as exc:
             self._failed(rollout.id, exc)
             return None
@@ -141,7 +143,9 @@ class Engine:
             self._failed(prepared.rollout.id, exc)
 
     def _failed(self, rollout_id: str, exc: Exception) -> None:
-        if isinstance(exc, KubeError):
+        if isinstance(exc, LeaseLost):
+            log.warning("rollout %s: another replica took it over; dropped: %s", rollout_id, exc)
+        elif isinstance(exc, KubeError):
             self.metrics.kubernetes_errors.inc()
             log.warning(
                 "rollout %s: Kubernetes call failed, retrying next tick: %s", rollout_id, exc
@@ -149,10 +153,10 @@ class Engine:
         else:
             log.error("rollout %s: tick failed; retrying next tick", rollout_id, exc_info=exc)
 
-    async def _prepare(self, rollout: ActiveRollout, blocker: str | None) -> Prepared | None:
+    async def _prepare(self, rollout: ActiveRollout) -> Prepared | None:
         if rollout.pending_actions:
             try:
-                await self._execute(rollout.id, rollout.pending_actions)
+                await self._execute(rollout, rollout.pending_actions)
             except KubeError as exc:
                 if exc.retryable:
                     raise
@@ -164,7 +168,7 @@ class Engine:
         )
         config = self.config.analysis_for(request.service_name)
         if rollout.state is RolloutState.PENDING:
-            gated = await self._gate(rollout, blocker, deployment, config)
+            gated = await self._gate(rollout, deployment, config)
             if gated is None:
                 return None
             rollout = gated
@@ -204,7 +208,6 @@ class Engine:
     async def _gate(
         self,
         rollout: ActiveRollout,
-        blocker: str | None,
         deployment: DeploymentSnapshot | None,
         config: AnalysisConfig,
     ) -> ActiveRollout | None:
@@ -215,7 +218,8 @@ class Engine:
         if ControlCommand.ABORT in rollout.commands or "preflight" in rollout.strategy_state:
             return rollout
         now = self.clock()
-        if blocker is not None:
+        if rollout.blocked_by is not None:
+            blocker = rollout.blocked_by
             message = f"waiting for rollout {blocker} of the same Deployment to finish first"
             waiting = Transition(rollout.state, "waiting", rollout.strategy_state, message=message)
             await self._store(rollout, waiting, analysed_at=None)
@@ -247,7 +251,7 @@ class Engine:
         if analysed_at is not None:
             self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
         if transition.actions:
-            await self._execute(rollout.id, transition.actions)
+            await self._execute(rollout, transition.actions)
 
     async def _store(
         self, rollout: ActiveRollout, transition: Transition, *, analysed_at: datetime | None
@@ -262,6 +266,7 @@ class Engine:
             now=now,
             alerts=self._alerts(rollout, transition, now),
             alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
+            fence=rollout.fence,
         )
         if transition.state.terminal:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
@@ -302,33 +307,20 @@ class Engine:
         alerts = self.config.alerts
         return [RoutedAlert(event, alerts.route(event)) for event in derive_events(change)]
 
-    async def _execute(self, rollout_id: str, actions: list[Action]) -> None:
+    async def _execute(self, rollout: ActiveRollout, actions: list[Action]) -> None:
+        """Run actions already committed, if this replica still holds the rollout."""
         for action in actions:
             if action.kind not in ALLOWED_ACTIONS:
                 raise ValueError(f"unknown action {action.kind!r}")
+        if rollout.fence is not None:
+            lease = self.config.store.lease_seconds
+            await asyncio.to_thread(
+                self.store.renew, rollout.id, rollout.fence, lease, self.clock()
+            )
+        for action in actions:
             await asyncio.to_thread(getattr(self.kube, action.kind), **action.params)
-        await asyncio.to_thread(self.store.actions_done, rollout_id)
+        await asyncio.to_thread(self.store.actions_done, rollout.id, rollout.fence)
 
 
 def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:
     return last is None or (now - last).total_seconds() >= config.interval_seconds * 0.95
-
-
-def _blocker(rollout: ActiveRollout, active: list[ActiveRollout]) -> str | None:
-    """An earlier unfinished rollout of the same Deployment (one being superseded), if any."""
-    if rollout.state is not RolloutState.PENDING:
-        return None
-    for other in active:
-        same = (other.request.namespace, other.request.deployment) == (
-            rollout.request.namespace,
-            rollout.request.deployment,
-        )
-        if other.id != rollout.id and same and _earlier(other, rollout):
-            return other.id
-    return None
-
-
-def _earlier(a: ActiveRollout, b: ActiveRollout) -> bool:
-    if a.submitted_at is None or b.submitted_at is None:
-        return False
-    return (a.submitted_at, a.id) < (b.submitted_at, b.id)

@@ -41,6 +41,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
@@ -342,7 +343,8 @@ class Store:
         In one transaction: renew the leases it holds, take over those whose lease expired (the
         owner died or stalled; the fencing token goes up) and take never-leased rollouts up to
         a fair share (unfinished rollouts / replicas seen within one lease period), so several
-        replicas spread new work. ``FOR UPDATE SKIP LOCKED`` passes over rows another replica
+        replicas spread new work (on SQLite, one replica by definition, it takes them all).
+        ``FOR UPDATE SKIP LOCKED`` passes over rows another replica
         is claiming at this moment, so claims never wait on each other nor take a row twice.
         """
         until = now + timedelta(seconds=lease_seconds)
@@ -368,6 +370,10 @@ class Store:
                 RolloutRow.lease_owner == replica_id,
                 RolloutRow.lease_expires_at < now,
             )
+            if self.engine.dialect.name == "sqlite":
+                # One replica by definition: a lease held by someone else was this guard's
+                # before it restarted, so the new process resumes at once.
+                share, takeable = unfinished or 0, true()
             candidates = session.scalars(
                 select(RolloutRow)
                 .where(_unfinished(), takeable)

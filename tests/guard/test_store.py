@@ -19,6 +19,7 @@ from guard.models import (
     Severity,
     Verdict,
 )
+from guard.sim.postgres import PostgresServer
 from guard.store import Conflict, Fence, LeaseLost, NotFound, Store
 from strategies.base import Action, Transition
 
@@ -390,59 +391,67 @@ def test_supersede_queues_an_abort_on_the_rollout_in_flight(store: Store) -> Non
 # --- leases (several replicas) ----------------------------------------------------------------
 
 
-def test_a_claim_leases_each_rollout_to_one_replica(store: Store) -> None:
-    a, _ = store.submit(request("checkout"), idempotency_key=None, now=T0)
-    b, _ = store.submit(request("payments"), idempotency_key=None, now=T0)
+@pytest.fixture
+def shared(postgres: PostgresServer) -> Iterator[Store]:
+    """A store several replicas share: PostgreSQL only (SQLite serves one replica)."""
+    s = Store(postgres.create_database())
+    yield s
+    s.close()
 
-    first = store.claim("r1", 15, T0)
-    second = store.claim("r2", 15, T0)
+
+def test_a_claim_leases_each_rollout_to_one_replica(shared: Store) -> None:
+    a, _ = shared.submit(request("checkout"), idempotency_key=None, now=T0)
+    b, _ = shared.submit(request("payments"), idempotency_key=None, now=T0)
+
+    first = shared.claim("r1", 15, T0)
+    second = shared.claim("r2", 15, T0)
 
     assert {r.id for r in first} == {a.id, b.id}  # alone so far: r1 takes everything
     assert second == []
     assert [r.fence for r in first] == [Fence("r1", 1), Fence("r1", 1)]
-    renewed = store.claim("r1", 15, T0 + timedelta(seconds=5))
+    renewed = shared.claim("r1", 15, T0 + timedelta(seconds=5))
     assert [r.fence for r in renewed] == [Fence("r1", 1), Fence("r1", 1)]  # same owner: same token
 
 
-def test_replicas_share_new_rollouts(store: Store) -> None:
-    store.claim("r2", 15, T0)  # r2 is alive, with nothing to do yet
+def test_replicas_share_new_rollouts(shared: Store) -> None:
+    shared.claim("r2", 15, T0)  # r2 is alive, with nothing to do yet
     for name in ("a", "b", "c", "d"):
-        store.submit(request(name), idempotency_key=None, now=T0)
+        shared.submit(request(name), idempotency_key=None, now=T0)
 
-    first = store.claim("r1", 15, T0 + timedelta(seconds=1))
-    second = store.claim("r2", 15, T0 + timedelta(seconds=1))
+    first = shared.claim("r1", 15, T0 + timedelta(seconds=1))
+    second = shared.claim("r2", 15, T0 + timedelta(seconds=1))
 
     assert len(first) == 2 and len(second) == 2
     assert {r.id for r in first}.isdisjoint({r.id for r in second})
 
 
-def test_an_expired_lease_is_taken_over_with_a_higher_token(store: Store) -> None:
-    view, _ = store.submit(request(), idempotency_key=None, now=T0)
-    [held] = store.claim("r1", 15, T0)
-    assert store.claim("r2", 15, T0 + timedelta(seconds=14)) == []
+def test_an_expired_lease_is_taken_over_with_a_higher_token(shared: Store) -> None:
+    view, _ = shared.submit(request(), idempotency_key=None, now=T0)
+    [held] = shared.claim("r1", 15, T0)
+    assert shared.claim("r2", 15, T0 + timedelta(seconds=14)) == []
 
-    [taken] = store.claim("r2", 15, T0 + timedelta(seconds=16))
+    [taken] = shared.claim("r2", 15, T0 + timedelta(seconds=16))
 
     assert taken.id == view.id and taken.fence == Fence("r2", 2)
     assert held.fence is not None
     moved = Transition(RolloutState.PROGRESSING, "updating", {}, actions=[SET_IMAGES])
     with pytest.raises(LeaseLost):  # r1 comes back from a stall: refused, nothing written
-        store.apply(view.id, moved, analysed_at=None, now=T0, fence=held.fence)
+        shared.apply(view.id, moved, analysed_at=None, now=T0, fence=held.fence)
     with pytest.raises(LeaseLost):
-        store.actions_done(view.id, held.fence)
+        shared.actions_done(view.id, held.fence)
     with pytest.raises(LeaseLost):
-        store.renew(view.id, held.fence, 15, T0 + timedelta(seconds=17))
-    assert store.get(view.id).state is RolloutState.PENDING
-    store.apply(view.id, moved, analysed_at=None, now=T0, fence=taken.fence)
-    assert store.get(view.id).state is RolloutState.PROGRESSING
+        shared.renew(view.id, held.fence, 15, T0 + timedelta(seconds=17))
+    assert shared.get(view.id).state is RolloutState.PENDING
+    shared.apply(view.id, moved, analysed_at=None, now=T0, fence=taken.fence)
+    assert shared.get(view.id).state is RolloutState.PROGRESSING
 
 
-def test_renewing_keeps_the_lease_past_its_first_expiry(store: Store) -> None:
-    store.submit(request(), idempotency_key=None, now=T0)
-    [held] = store.claim("r1", 15, T0)
+def test_renewing_keeps_the_lease_past_its_first_expiry(shared: Store) -> None:
+    shared.submit(request(), idempotency_key=None, now=T0)
+    [held] = shared.claim("r1", 15, T0)
     assert held.fence is not None
-    store.renew(held.id, held.fence, 15, T0 + timedelta(seconds=10))
-    assert store.claim("r2", 15, T0 + timedelta(seconds=20)) == []
+    shared.renew(held.id, held.fence, 15, T0 + timedelta(seconds=10))
+    assert shared.claim("r2", 15, T0 + timedelta(seconds=20)) == []
 
 
 def test_released_leases_are_taken_at_once(store: Store) -> None:
@@ -461,26 +470,27 @@ def test_finished_rollouts_are_not_claimed(store: Store) -> None:
     assert store.claim("r1", 15, T0) == []
 
 
-def test_a_superseded_rollout_blocks_its_successor_whoever_holds_it(store: Store) -> None:
-    first, _ = store.submit(request(), idempotency_key=None, now=T0)
-    store.claim("r1", 15, T0)
-    store.claim("r2", 15, T0)
-    second, _ = store.submit(
+def test_a_superseded_rollout_blocks_its_successor_whoever_holds_it(shared: Store) -> None:
+    first, _ = shared.submit(request(), idempotency_key=None, now=T0)
+    shared.claim("r1", 15, T0)
+    shared.claim("r2", 15, T0)
+    second, _ = shared.submit(
         request().model_copy(update={"supersede": True}),
         idempotency_key=None,
         now=T0 + timedelta(seconds=1),
     )
-    [successor] = store.claim("r2", 15, T0 + timedelta(seconds=1))
+    [successor] = shared.claim("r2", 15, T0 + timedelta(seconds=1))
     assert successor.id == second.id
     assert successor.blocked_by == first.id
 
 
-def test_concurrent_claims_never_lease_a_rollout_twice(store: Store, db_url: str) -> None:
+def test_concurrent_claims_never_lease_a_rollout_twice(postgres: PostgresServer) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
+    url = postgres.create_database()
+    replicas = [Store(url) for _ in range(3)]
     for index in range(12):
-        store.submit(request(f"app{index}"), idempotency_key=None, now=T0)
-    replicas = [Store(db_url) for _ in range(3)]
+        replicas[0].submit(request(f"app{index}"), idempotency_key=None, now=T0)
     try:
         with ThreadPoolExecutor(3) as pool:
             claims = list(
@@ -505,6 +515,17 @@ def test_a_store_from_before_leases_gains_their_columns(tmp_path: Path) -> None:
     try:
         store.submit(request(), idempotency_key=None, now=T0)
         assert store.claim("r1", 15, T0)[0].fence == Fence("r1", 1)
+    finally:
+        store.close()
+
+
+def test_on_sqlite_a_restarted_guard_resumes_at_once(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+    try:
+        view, _ = store.submit(request(), idempotency_key=None, now=T0)
+        store.claim("before-restart", 15, T0)
+        [resumed] = store.claim("after-restart", 15, T0 + timedelta(seconds=1))
+        assert resumed.id == view.id and resumed.fence == Fence("after-restart", 2)
     finally:
         store.close()
 
