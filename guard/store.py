@@ -48,7 +48,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from alerts.base import AlertEvent
 from guard import outbox as alert_outbox
-from guard.db import Base, UtcDateTime, engine_url
+from guard.db import Base, UtcDateTime, dumps_json, engine_url, loads_json
 from guard.models import (
     TERMINAL_STATES,
     ControlCommand,
@@ -191,7 +191,12 @@ class Store:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(engine_url(url), pool_pre_ping=True)
+        self.engine: Engine = create_engine(
+            engine_url(url),
+            pool_pre_ping=True,
+            json_serializer=dumps_json,
+            json_deserializer=loads_json,
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
@@ -388,6 +393,14 @@ class Store:
                         continue
                     mine += 1
                 if row.lease_owner != replica_id:
+                    if row.lease_owner is not None:
+                        message = (
+                            f"replica {replica_id} took over from {row.lease_owner}, whose "
+                            f"lease expired"
+                        )
+                        session.add(
+                            EventRow(rollout_id=row.id, at=now, state=row.state, message=message)
+                        )
                     row.lease_owner = replica_id
                     row.fencing_token = (row.fencing_token or 0) + 1
                 row.lease_expires_at = until
@@ -541,11 +554,20 @@ class Store:
             decisions=[Decision.model_validate(d.body) for d in decision_rows],
             details={
                 **{k: row.strategy_state.get(k) for k in EXPOSED_STRATEGY_STATE},
+                "lease": _lease(row),
                 "history": [
                     {"at": e.at.isoformat(), "state": e.state, "message": e.message} for e in events
                 ],
             },
         )
+
+
+def _lease(row: RolloutRow) -> dict[str, Any] | None:
+    """Which replica drives the rollout, until when, and its fencing token."""
+    if row.lease_owner is None or RolloutState(row.state).terminal:
+        return None
+    expires = row.lease_expires_at.isoformat() if row.lease_expires_at else None
+    return {"replica": row.lease_owner, "expires_at": expires, "fencing_token": row.fencing_token}
 
 
 def _unfinished() -> Any:

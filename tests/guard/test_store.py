@@ -534,3 +534,13 @@ def test_postgresql_urls_use_the_psycopg_driver() -> None:
     assert engine_url("postgresql://u@db:5432/guard") == "postgresql+psycopg://u@db:5432/guard"
     assert engine_url("postgres://u@db/guard") == "postgresql+psycopg://u@db/guard"
     assert engine_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_infinities_in_strategy_state_survive_the_round_trip(store: Store) -> None:
+    """A histogram's +Inf bucket: PostgreSQL's JSON type refuses the bare token Infinity."""
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    buckets = [[1.0, 3.0], [float("inf"), 5.0]]
+    state = {"buckets": buckets, "low": float("-inf")}
+    store.apply(view.id, Transition(RolloutState.PROGRESSING, "x", state), analysed_at=None, now=T0)
+    [active] = store.active()
+    assert active.strategy_state == state
