@@ -64,6 +64,11 @@ class GuardProcess:
             time.sleep(0.1)
         raise TimeoutError(f"guard not ready after {timeout}s: {self.log_tail()}")
 
+    @property
+    def pid(self) -> int | None:
+        """The running process's id (part of its replica id, hostname-pid-random)."""
+        return self._process.pid if self._process is not None else None
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run, as when a node dies."""
         self._signal(signal.SIGKILL)
