@@ -47,6 +47,8 @@ class FailoverResult:
     states: dict[str, str]  # every rollout -> its final state
     takeovers: dict[str, list[str]] = field(default_factory=dict)  # rollout -> takeover events
     images: dict[str, str] = field(default_factory=dict)  # Deployment -> image after the run
+    # alert event -> (delivery status, attempts, times it reached the log receiver of either)
+    alerts: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
 
 def _replica_of(process: GuardProcess, replica_ids: set[str]) -> str | None:
@@ -158,6 +160,14 @@ def _scenario(
         return found if all(r["state"] in TERMINAL for r in found) else None
 
     final: list[dict[str, Any]] = _wait("every rollout finished", finished, timeout)
+
+    def delivered() -> list[dict[str, Any]] | None:
+        with survivor.client() as c:
+            found: list[dict[str, Any]] = c.get("/v1/alerts", params={"limit": 1000}).json()
+        return found if all(a["status"] in ("sent", "failed") for a in found) else None
+
+    deliveries: list[dict[str, Any]] = _wait("every alert delivered", delivered, timeout)
+    logs = "".join(r.log_path.read_text(errors="replace") for r in replicas)
     result = FailoverResult(
         lease_seconds=lease_seconds,
         rollouts=len(ids),
@@ -168,6 +178,10 @@ def _scenario(
         finish_seconds={},
         states={r["id"]: r["state"] for r in final},
         images={name: stack.images(name)[stack.settings.container] for name in names},
+        alerts={
+            a["event_id"]: (a["status"], a["attempts"], logs.count(f"alert {a['event_id']}: "))
+            for a in deliveries
+        },
     )
     for rollout in final:
         events = [h for h in rollout["details"]["history"] if "took over" in h["message"]]

@@ -33,3 +33,8 @@ def test_a_replica_killed_mid_rollout_is_taken_over_within_a_lease(
     # Every rollout finished as it would have with one guard.
     assert set(result.states.values()) == {"promoted"}
     assert set(result.images.values()) == {GOOD}
+    # Each alert (to the log receiver) was sent by one replica or the other, never by both: at
+    # most once per claim (a retry only if its sender died mid-send).
+    assert result.alerts
+    for event_id, (status, attempts, sends) in result.alerts.items():
+        assert status == "sent" and 1 <= sends <= attempts, (event_id, attempts, sends)
