@@ -347,13 +347,14 @@ class Store:
 
         In one transaction: renew the leases it holds, take over those whose lease expired (the
         owner died or stalled; the fencing token goes up) and take never-leased rollouts up to
-        a fair share (unfinished rollouts / replicas seen within one lease period), so several
-        replicas spread new work (on SQLite, one replica by definition, it takes them all).
-        ``FOR UPDATE SKIP LOCKED`` passes over rows another replica
-        is claiming at this moment, so claims never wait on each other nor take a row twice.
+        a fair share (unfinished rollouts / replicas seen within two lease periods, so a slow
+        tick does not make a live replica look gone), so several replicas spread new work (on
+        SQLite, one replica by definition, it takes them all). ``FOR UPDATE SKIP LOCKED``
+        passes over rows another replica is claiming at this moment, so claims never wait on
+        each other nor take a row twice.
         """
         until = now + timedelta(seconds=lease_seconds)
-        stale = now - timedelta(seconds=lease_seconds)
+        stale = now - timedelta(seconds=2 * lease_seconds)
         with self._writing() as session:
             seen = session.get(ReplicaRow, replica_id)
             if seen is None:
