@@ -433,7 +433,7 @@ HOSTILE = [
     "line\nbreak",
     "tab\tcarriage\rnull\x00",
     '"',
-    "\\\\\"",
+    '\\\\"',
 ]
 
 
