@@ -14,10 +14,6 @@ from typing import Any
 from guard.auth import ASGIApp, ASGIScope, Receive, Send
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -32,28 +28,29 @@ class BodyLimit:
             await self._refuse(send)
             return
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    # Answer now; to the app the client went away, and what it sends is dropped.
+                    if not started and not refused:
+                        refused = True
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked(message: MutableMapping[str, Any]) -> None:
+        async def guarded(message: MutableMapping[str, Any]) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counted, tracked)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, counted, guarded)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(

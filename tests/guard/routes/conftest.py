@@ -25,12 +25,15 @@ users: [{name: u, user: {token: t}}]
 contexts: [{name: x, context: {cluster: c, user: u}}]
 current-context: x
 """
+SCOPES = {
+    "admin": ["deploy", "operate", "read"],
+    "ci": ["deploy"],
+    "ci-other": ["deploy"],
+    "ops": ["operate"],
+    "reader": ["read"],
+}
 TOKENS = {
-    "admin": ("dg_admin-token-for-tests-0000000000000000000000", ["deploy", "operate", "read"]),
-    "ci": ("dg_ci-token-for-tests-000000000000000000000000000", ["deploy"]),
-    "ci-other": ("dg_ci-other-token-for-tests-000000000000000000000", ["deploy"]),
-    "ops": ("dg_ops-token-for-tests-00000000000000000000000000", ["operate"]),
-    "reader": ("dg_reader-token-for-tests-0000000000000000000000", ["read"]),
+    name: (f"dg_{name}-token-for-tests-".ljust(48, "0"), scopes) for name, scopes in SCOPES.items()
 }
 
 
@@ -68,3 +71,9 @@ def make_client(tmp_path: Path) -> Iterator[MakeClient]:
             return stack.enter_context(client)
 
         yield make
+
+
+@pytest.fixture
+def tokens() -> dict[str, tuple[str, list[str]]]:
+    """Name -> (token, scopes) of the tokens `make_client` configures."""
+    return TOKENS
