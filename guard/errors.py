@@ -15,10 +15,12 @@ class ErrorBody(BaseModel):
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
+    # `content` keeps errors declared as JSON on routes whose success is HTML or text too.
+    return {"model": ErrorBody, "description": description, "content": {"application/json": {}}}
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("The body could not be read as JSON (e.g. not UTF-8)"),
     401: _error("Missing or unknown bearer token"),
     403: _error("The token lacks the scope this call needs"),
     404: _error("No such rollout, service or deployment (or not one this token may act on)"),

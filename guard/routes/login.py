@@ -26,9 +26,14 @@ def login_form() -> HTMLResponse:
 
 @router.post(
     "/login",
-    response_class=HTMLResponse,
+    response_class=RedirectResponse,
     status_code=303,
-    responses={401: {"description": "Unknown token, or one without the read scope"}},
+    responses={
+        401: {
+            "description": "Unknown token, or one without the read scope",
+            "content": {"text/html": {}},
+        }
+    },
     openapi_extra={
         "requestBody": {
             "content": {
@@ -46,7 +51,10 @@ def login_form() -> HTMLResponse:
 )
 async def login(request: Request) -> Response:
     """Check the posted token; set the cookie and go to the dashboard."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    try:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=8)
+    except ValueError:  # more fields than a sign-in form has
+        form = {}
     token = (form.get("token") or [""])[0].strip()[:MAX_TOKEN_LENGTH]
     tokens: TokenBook = request.app.state.tokens
     principal = tokens.authenticate(token) if token else None
@@ -65,7 +73,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/logout", status_code=303, response_class=HTMLResponse)
+@router.post("/logout", status_code=303, response_class=RedirectResponse)
 def logout() -> Response:
     """Forget the cookie."""
     response = RedirectResponse("/dashboard/login", status_code=303)

@@ -54,7 +54,7 @@ class GuardProcess:
         self.tokens = {name: new_token() for name in self._scopes}
         self.token = self.tokens[ADMIN]
 
-    def start(self, timeout: float = 30.0) -> str:
+    def start(self, timeout: float = 60.0) -> str:
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [
