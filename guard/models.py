@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import itertools
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -73,6 +73,19 @@ def _label_value(value: str) -> str:
             f"label value {value[:80]!r} is not a Kubernetes label value: at most 63 letters, "
             "digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. 'payments')"
         )
+    return value
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A time that names its zone and exists in UTC (year 1 at +01:00 does not)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. '2026-11-23T14:00:00Z'")
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range once converted to UTC") from exc
     return value
 
 
@@ -299,9 +312,7 @@ class RolloutRequest(BaseModel):
     @field_validator("commit_time")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. '2026-11-23T14:00:00Z'")
-        return value
+        return aware(value)
 
     @property
     def service_name(self) -> str:

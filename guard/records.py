@@ -21,7 +21,7 @@ from guard import audit as audit_log
 from guard.config import GuardConfig
 from guard.db import Base, UtcDateTime
 from guard.dora import DeploymentRecord, IncidentRecord, outcome_of
-from guard.models import TERMINAL_STATES, RolloutState
+from guard.models import TERMINAL_STATES, RolloutState, aware
 from guard.store import Conflict, NotFound, RolloutRow, Store
 
 UNASSIGNED_TEAM = "unassigned"
@@ -50,9 +50,7 @@ class IncidentRequest(BaseModel):
     @field_validator("opened_at", "resolved_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. '2026-11-23T14:00:00Z'")
-        return value
+        return aware(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> IncidentRequest:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from guard.audit import AuditAction, AuditEntry
 from guard.auth import Reader
 from guard.errors import ERRORS
+from guard.models import aware
 from guard.services import Services, get_services
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERRORS)
@@ -31,11 +32,11 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
     """Newest first."""
-    if since is not None and since.tzinfo is None:
-        detail = [
-            {"loc": ["query", "since"], "msg": "must carry a time zone", "type": "value_error"}
-        ]
-        raise HTTPException(422, detail)
+    try:
+        aware(since)
+    except ValueError as exc:
+        detail = [{"loc": ["query", "since"], "msg": str(exc), "type": "value_error"}]
+        raise HTTPException(422, detail) from exc
     return services.store.audit_entries(
         actor=actor, action=action, since=since, target=target, limit=limit
     )

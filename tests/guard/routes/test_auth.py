@@ -163,6 +163,15 @@ def test_changes_are_audited_with_who_what_and_why(client: TestClient) -> None:
     assert later == []
     naive = client.get("/v1/audit", params={"since": "2026-01-01T00:00:00"})
     assert naive.status_code == 422 and naive.json()["detail"][0]["loc"] == ["query", "since"]
+    overflow = client.get("/v1/audit", params={"since": "0001-01-01T00:00:00+01:00"})
+    assert overflow.status_code == 422 and "out of range" in overflow.text
+
+
+def test_times_that_do_not_exist_in_utc_are_422_not_500(client: TestClient) -> None:
+    response = client.post(
+        "/v1/rollouts", json={**BODY, "commit_time": "0001-01-01T00:00:00+05:00"}
+    )
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][-1] == "commit_time"
 
 
 def test_an_idempotent_replay_is_not_audited_twice(client: TestClient) -> None:
