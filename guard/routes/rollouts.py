@@ -4,8 +4,10 @@ Submissions are idempotent on the `Idempotency-Key` header, so a pipeline may re
 a timeout without starting a second rollout.
 
 A `deploy` token controls only the rollouts it submitted; another's rollout answers 404 exactly
-as a missing one, so a pipeline's token cannot probe which rollouts exist or act on them. An
-`operate` token controls any rollout.
+as a missing one. `deploy` implies `read`, so this hides nothing the token could not list; it
+gives one answer for "no rollout of yours here" (a client handles a single case) and keeps a
+refusal from becoming a probe if scopes are ever split. An `operate` token controls any
+rollout. Scopes are checked before any lookup, so 403 never depends on what exists.
 """
 
 from __future__ import annotations
