@@ -19,6 +19,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -26,12 +27,13 @@ from schemathesis.specs.openapi.checks import (
 from guard.sim.guard_process import GuardProcess
 from guard.sim.stack import SimulatedStack, StackSettings
 
-EXAMPLES = 10
+EXAMPLES = 15
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    ignored_auth,  # resends without the token: an operation that still answers ignores auth
 ]
 
 
