@@ -162,6 +162,7 @@ def test_dashboard_shows_the_api_figures_in_chromium(
 
     assert 'action="/dashboard/login"' in signed_out.stdout
     assert "data-metric" not in signed_out.stdout
+    assert 'action="/dashboard/logout"' in dom
     values = shown(dom)
     assert float(values["deployment_frequency_per_day"]) == overall["deployment_frequency_per_day"]
     assert float(values["lead_time_median_seconds"]) == overall["lead_time_seconds"]["median"]
