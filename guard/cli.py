@@ -505,6 +505,8 @@ def _server_errors(response: httpx.Response) -> list[str]:
         return [f"HTTP {response.status_code}: {response.text[:300]}"]
     if isinstance(detail, list):
         return [f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail]
+    if response.status_code == 401:
+        return [f"HTTP 401: {detail}", "pass the token with --token or GUARD_TOKEN"]
     return [f"HTTP {response.status_code}: {detail}"]
 
 

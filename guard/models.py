@@ -188,10 +188,9 @@ class ControlRequest(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
 
     def describe(self, token: str | None = None) -> str:
-        """'alice (token ci): why', as the rollout's history shows it."""
+        """'alice: why' as the rollout's history shows it; the token's name stands in for a
+        missing actor (the audit log names the token either way)."""
         who = self.actor or token or "an operator"
-        if token and self.actor:
-            who = f"{self.actor} (token {token})"
         return f"{who}: {self.reason}" if self.reason else who
 
 

@@ -82,8 +82,7 @@ def test_cli_deploy_takes_steps_and_pause_takes_a_reason(
     with guard.client() as client:
         while time.monotonic() < deadline:
             rollout = client.get(f"/v1/rollouts/{rollout_id}").json()
-            history = [h["message"] for h in rollout["details"]["history"]]
-            if any("carol (token guard-process): lunch" in m for m in history):
+            if any("carol: lunch" in h["message"] for h in rollout["details"]["history"]):
                 break
             time.sleep(0.2)
         else:

@@ -81,6 +81,12 @@ def test_probes_metrics_and_sign_in_need_no_token(client: TestClient, path: str)
 
 def test_read_token_reads_but_cannot_change(client: TestClient) -> None:
     rollout = submit(client, "ci")
+    client.post(f"/v1/rollouts/{rollout['id']}/pause", headers=bearer("ci"))
+    history = [
+        h["message"]
+        for h in client.get(f"/v1/rollouts/{rollout['id']}").json()["details"]["history"]
+    ]
+    assert "pause requested by ci" in history
     reader = bearer("reader")
     assert client.get(f"/v1/rollouts/{rollout['id']}", headers=reader).status_code == 200
     assert client.get("/v1/audit", headers=reader).status_code == 200
@@ -121,7 +127,7 @@ def test_operate_token_controls_any_rollout_but_cannot_submit(client: TestClient
     )
     assert response.status_code == 200
     history = [h["message"] for h in response.json()["details"]["history"]]
-    assert "abort requested by alice (token ops): wrong build" in history
+    assert "abort requested by alice: wrong build" in history
     assert client.post("/v1/rollouts", json=BODY, headers=bearer("ops")).status_code == 403
 
 
