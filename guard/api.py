@@ -93,5 +93,5 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
-    app.add_middleware(Authentication, tokens=tokens)  # added last: runs first
+    app.add_middleware(Authentication)  # added last: runs first
     return app

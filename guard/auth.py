@@ -140,18 +140,22 @@ def bearer_token(scope: ASGIScope) -> str | None:
 
 
 class Authentication:
-    """ASGI middleware: every path but `PUBLIC_PATHS` needs a known token, or gets 401."""
+    """ASGI middleware: every path but `PUBLIC_PATHS` needs a known token, or gets 401.
 
-    def __init__(self, app: ASGIApp, tokens: TokenBook) -> None:
+    The tokens are the app's `state.tokens`, read per request, so replacing that `TokenBook`
+    (a config reload) takes effect at once.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.tokens = tokens
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
+        tokens: TokenBook = scope["app"].state.tokens
         token = bearer_token(scope)
-        principal = self.tokens.authenticate(token) if token else None
+        principal = tokens.authenticate(token) if token else None
         if principal is None:
             await _unauthorized(scope, send)
             return

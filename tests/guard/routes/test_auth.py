@@ -304,3 +304,15 @@ def test_config_rejects_duplicate_token_names() -> None:
     twice = {"name": "ci", "sha256": "0" * 64, "scopes": ["read"]}
     with pytest.raises(ConfigError, match="used twice"):
         parse_config({"auth": {"tokens": [twice, {**twice, "sha256": "1" * 64}]}})
+
+
+def test_replacing_the_apps_token_book_takes_effect_at_once(client: TestClient) -> None:
+    """What a config reload does: the next request is judged by the new tokens."""
+    from guard.config import TokenConfig
+
+    app: Any = client.app
+    app.state.tokens = TokenBook(
+        [TokenConfig(name="new", sha256=token_digest("dg_new"), scopes=[Scope.READ])]
+    )
+    assert client.get("/v1/rollouts").status_code == 401
+    assert client.get("/v1/rollouts", headers={"Authorization": "Bearer dg_new"}).status_code == 200
