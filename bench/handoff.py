@@ -35,7 +35,7 @@ def _body(index: int) -> dict[str, Any]:
 
 
 async def _drive(
-    url: str, requests: int, concurrency: int, make: Any
+    url: str, token: str, requests: int, concurrency: int, make: Any
 ) -> tuple[list[float], float, int]:
     latencies: list[float] = []
     failures = 0
@@ -53,7 +53,10 @@ async def _drive(
             failures += response.status_code >= 400
 
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=limits, headers=headers
+    ) as client:
         began = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
@@ -72,7 +75,7 @@ def _figures(name: str, latencies: list[float], elapsed: float, failures: int) -
     }
 
 
-async def _run(url: str, requests: int, concurrency: int) -> list[dict[str, Any]]:
+async def _run(url: str, token: str, requests: int, concurrency: int) -> list[dict[str, Any]]:
     ids: list[str] = []
 
     async def post(client: httpx.AsyncClient, index: int) -> httpx.Response:
@@ -86,8 +89,8 @@ async def _run(url: str, requests: int, concurrency: int) -> list[dict[str, Any]
     async def get(client: httpx.AsyncClient, index: int) -> httpx.Response:
         return await client.get(f"/v1/rollouts/{ids[index % len(ids)]}")
 
-    posted = await _drive(url, requests, concurrency, post)
-    fetched = await _drive(url, requests, concurrency, get)
+    posted = await _drive(url, token, requests, concurrency, post)
+    fetched = await _drive(url, token, requests, concurrency, get)
     return [_figures("POST /v1/rollouts", *posted), _figures("GET /v1/rollouts/{id}", *fetched)]
 
 
@@ -107,7 +110,7 @@ def main() -> None:
         }
         (workdir / "guard.yaml").write_text(yaml.safe_dump(config))
         with GuardProcess(workdir / "guard.yaml", workdir / "guard.log") as guard:
-            results = asyncio.run(_run(guard.url, args.requests, args.concurrency))
+            results = asyncio.run(_run(guard.url, guard.token, args.requests, args.concurrency))
     print(f"{'endpoint':<24} {'requests':>8} {'fail':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for row in results:
         print(

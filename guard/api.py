@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -12,6 +13,8 @@ from fastapi import FastAPI
 
 from guard import __version__
 from guard.alert_sender import AlertSender
+from guard.auth import Authentication, TokenBook
+from guard.body_limit import BodyLimit
 from guard.config import GuardConfig
 from guard.engine import Engine, utcnow
 from guard.kube import KubeClient
@@ -23,7 +26,16 @@ from guard.store import Store
 
 
 def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
-    """One guard process: API plus scheduler, sharing one store and one set of clients."""
+    """One guard process: API plus scheduler, sharing one store and one set of clients.
+
+    Tokens are read here, at start, so a bad `auth.tokens_file` stops the process at once.
+    """
+    tokens = TokenBook.from_config(config.auth)
+    if not len(tokens):
+        logging.getLogger(__name__).warning(
+            "auth: no API tokens configured; every API call will answer 401. "
+            "Create one with `guard token create --scope read --name me`"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +90,9 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.run_scheduler = run_scheduler
+    app.state.tokens = tokens
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
+    app.add_middleware(Authentication)  # added last: runs first
     return app

@@ -17,18 +17,25 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+import yaml
 from pydantic import ValidationError
 
 from guard.config import ConfigError, load_config
-from guard.models import RolloutRequest
+from guard.models import RolloutRequest, Scope
 
 app = typer.Typer(help="Deploy Guard: guarded Kubernetes rollouts.", no_args_is_help=True)
 config_app = typer.Typer(help="Work with guard configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+token_app = typer.Typer(help="Create API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 
 EXIT_PROMOTED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 ServerOption = Annotated[str, typer.Option(envvar="GUARD_URL", help="Base URL of the guard's API")]
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+TokenOption = Annotated[
+    str | None,
+    typer.Option(envvar="GUARD_TOKEN", help="API token (from `guard token create`)"),
+]
 
 
 @app.command()
@@ -63,6 +70,29 @@ def config_validate(file: Path) -> None:
     typer.echo(f"{file}: valid")
 
 
+@token_app.command("create")
+def token_create(
+    scope: Annotated[list[Scope], typer.Option(help="deploy, operate or read; repeatable")],
+    name: Annotated[str, typer.Option(help="Who the token is; shown in the audit log")],
+) -> None:
+    """Print a new token once, and the config entry holding only its hash."""
+    from guard.auth import new_token, token_digest
+    from guard.config import TokenConfig
+
+    token = new_token()
+    try:
+        entry = TokenConfig(name=name, sha256=token_digest(token), scopes=sorted(set(scope)))
+    except ValidationError as exc:
+        _bad_input(*(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
+    typer.echo(f"token (shown once; store it in your CI secrets): {token}")
+    typer.echo("add to the guard's config (auth.tokens) or to its auth.tokens_file:")
+    typer.echo(
+        yaml.safe_dump(
+            {"auth": {"tokens": [entry.model_dump(mode="json")]}}, sort_keys=False
+        ).rstrip()
+    )
+
+
 @app.command()
 def deploy(
     namespace: Annotated[str, typer.Option(help="Namespace of the Deployment")],
@@ -87,6 +117,7 @@ def deploy(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3600.0,
     server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
 ) -> None:
     """Hand a release to the guard."""
     images: dict[str, str] = {}
@@ -115,7 +146,7 @@ def deploy(
     except ValueError as exc:
         _bad_input(f"commit_time: {exc}")
     key = idempotency_key or str(uuid.uuid4())
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with _client(server, token) as client:
         response = _patiently(
             lambda: client.post(
                 "/v1/rollouts",
@@ -127,7 +158,7 @@ def deploy(
         if response is None:
             typer.echo(f"error: the guard at {server} did not answer", err=True)
             raise typer.Exit(EXIT_FAILED)
-        if response.status_code in (409, 422):
+        if response.status_code in (401, 403, 409, 413, 422):
             _bad_input(*_server_errors(response))
         response.raise_for_status()
         rollout = response.json()
@@ -137,9 +168,11 @@ def deploy(
 
 
 @app.command()
-def status(rollout_id: str, server: ServerOption = DEFAULT_SERVER) -> None:
+def status(
+    rollout_id: str, server: ServerOption = DEFAULT_SERVER, token: TokenOption = None
+) -> None:
     """Print one rollout with its decisions as JSON."""
-    typer.echo(json.dumps(_get(server, f"/v1/rollouts/{rollout_id}"), indent=2))
+    typer.echo(json.dumps(_get(server, token, f"/v1/rollouts/{rollout_id}"), indent=2))
 
 
 @app.command("list")
@@ -147,10 +180,11 @@ def list_rollouts(
     state: Annotated[str | None, typer.Option()] = None,
     namespace: Annotated[str | None, typer.Option()] = None,
     server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
 ) -> None:
     """Recent rollouts, newest first."""
     params = {k: v for k, v in {"state": state, "namespace": namespace}.items() if v}
-    for rollout in _get(server, "/v1/rollouts", params=params):
+    for rollout in _get(server, token, "/v1/rollouts", params=params):
         request = rollout["request"]
         typer.echo(
             f"{rollout['id']}  {rollout['state']:<12} {request['namespace']}/"
@@ -170,9 +204,10 @@ def _control(command: str) -> None:
         actor: ActorOption = None,
         reason: ReasonOption = None,
         server: ServerOption = DEFAULT_SERVER,
+        token: TokenOption = None,
     ) -> None:
         body = {k: v for k, v in {"actor": actor, "reason": reason}.items() if v}
-        with httpx.Client(base_url=server, timeout=30) as client:
+        with _client(server, token) as client:
             response = client.post(f"/v1/rollouts/{rollout_id}/{command}", json=body)
             if response.status_code >= 400:
                 _bad_input(*_server_errors(response))
@@ -192,10 +227,11 @@ def dora(
     team: Annotated[str | None, typer.Option(help="Only this team")] = None,
     window: Annotated[str, typer.Option(help="Window ending now: 12h, 30d, 4w")] = "30d",
     server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
 ) -> None:
     """DORA metrics with their levels and the release KPIs, as a table."""
     params = {k: v for k, v in {"service": service, "team": team, "window": window}.items() if v}
-    typer.echo(dora_table(_get(server, "/v1/dora", params=params)))
+    typer.echo(dora_table(_get(server, token, "/v1/dora", params=params)))
 
 
 def dora_table(body: dict[str, Any]) -> str:
@@ -257,10 +293,12 @@ def revisions(
     service: str,
     namespace: Annotated[str | None, typer.Option()] = None,
     server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
 ) -> None:
     """The current revision of a service and the last three that can be restored."""
     params = {"namespace": namespace} if namespace else None
-    typer.echo(json.dumps(_get(server, f"/v1/services/{service}/revisions", params), indent=2))
+    body = _get(server, token, f"/v1/services/{service}/revisions", params)
+    typer.echo(json.dumps(body, indent=2))
 
 
 @app.command()
@@ -275,13 +313,14 @@ def rollback(
     wait: Annotated[bool, typer.Option(help="Wait for the outcome")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3600.0,
     server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
 ) -> None:
     """Restore one of a service's last three revisions as a guarded rollout."""
     body = {
         "to_revision": to, "namespace": namespace, "strategy": strategy,
         "supersede": supersede, "actor": actor, "reason": reason,
     }  # fmt: skip
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with _client(server, token) as client:
         response = client.post(
             f"/v1/services/{service}/rollback",
             json={k: v for k, v in body.items() if v is not None},
@@ -446,8 +485,13 @@ def _steps(text: str) -> list[int | str]:
     return [int(item) if item.isdigit() else item for item in items]
 
 
-def _get(server: str, path: str, params: dict[str, str] | None = None) -> Any:
-    with httpx.Client(base_url=server, timeout=30) as client:
+def _client(server: str, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=server, timeout=30, headers=headers)
+
+
+def _get(server: str, token: str | None, path: str, params: dict[str, str] | None = None) -> Any:
+    with _client(server, token) as client:
         response = client.get(path, params=params)
         if response.status_code >= 400:
             _bad_input(*_server_errors(response))
@@ -461,6 +505,8 @@ def _server_errors(response: httpx.Response) -> list[str]:
         return [f"HTTP {response.status_code}: {response.text[:300]}"]
     if isinstance(detail, list):
         return [f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail]
+    if response.status_code == 401:
+        return [f"HTTP 401: {detail}", "pass the token with --token or GUARD_TOKEN"]
     return [f"HTTP {response.status_code}: {detail}"]
 
 

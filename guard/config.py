@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.config import AlertsConfig
-from guard.models import CanaryStep
+from guard.models import CanaryStep, Scope
 
 ENV_PREFIX = "GUARD_"
 PLACEHOLDER = re.compile(r"\{(selector|group_by|window)\}")
@@ -214,6 +214,47 @@ class FreezeWindow(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(
+        default=65536, ge=1024, le=16 * 2**20, description="Larger request bodies get 413"
+    )
+
+
+TOKEN_NAME = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+
+
+class TokenConfig(_Strict):
+    """One API token, known only by its SHA-256; `guard token create` prints both."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=TOKEN_NAME,
+        description="Who the token is: recorded in the audit log and on the rollouts it submits",
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the token")
+    scopes: list[Scope] = Field(min_length=1, description="deploy, operate and/or read")
+
+
+class AuthConfig(_Strict):
+    """Bearer tokens of the API. With none configured every API call answers 401."""
+
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    tokens_file: Path | None = Field(
+        default=None,
+        description="YAML list of more tokens in the same form (e.g. a mounted Secret); read at "
+        "start",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthConfig:
+        names = [t.name for t in self.tokens]
+        hashes = [t.sha256 for t in self.tokens]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"tokens: the name {duplicate!r} is used twice; names must be unique")
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("tokens: two entries have the same sha256; create a token per entry")
+        return self
 
 
 class StoreConfig(_Strict):
@@ -271,6 +312,7 @@ class GuardConfig(_Strict):
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     alerts: AlertsConfig = AlertsConfig()
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    auth: AuthConfig = AuthConfig()
 
     @model_validator(mode="after")
     def _services_resolve(self) -> GuardConfig:

@@ -271,6 +271,8 @@ def render(report: DoraReport, recent: Sequence[RecentRollout]) -> str:
             f"{report.window_days:g} days ({e(report.window_start.date().isoformat())} to "
             f"{e(report.window_end.date().isoformat())}){'; ' + e(scope) if scope else ''}. "
             f"Levels: {e(report.benchmark)}.</div>",
+            "<form class='sub' method='post' action='/dashboard/logout'>"
+            "<button type='submit'>Sign out</button></form>",
             "<div class='tiles'>",
             *(_tile_html(t) for t in tiles(report)),
             "</div><h2>Release KPIs</h2><table class='kpis'><tr><th>KPI</th><th>value</th>"

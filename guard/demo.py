@@ -191,7 +191,9 @@ def _release(guard: GuardProcess, release: Release) -> dict[str, Any]:
         "--commit-time", datetime.now().astimezone().isoformat(timespec="seconds"),
         "--wait", "--server", guard.url,
     ]  # fmt: skip
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        command, capture_output=True, text=True, check=False, env=guard.env()
+    )
     for line in completed.stdout.splitlines():
         _say(f"  | {line}")
     _say(f"  guard deploy exited {completed.returncode}")

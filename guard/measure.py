@@ -22,6 +22,7 @@ from guard.prometheus import PrometheusClient, QueryStatus, VectorResult
 from strategies.base import AnalysisTarget, Track
 
 _PLACEHOLDER = re.compile(r"\{(selector|group_by|window)\}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 METRICS = ("requests", "errors", "latency_buckets")
 TrackKey = tuple[str, str]  # (namespace, pod-template-hash)
 
@@ -203,14 +204,24 @@ def _key(namespace: str, track: Track) -> TrackKey:
 
 
 def _matcher(label: str, values: list[str]) -> str:
+    too_long = next((v for v in values if len(v) > MAX_LABEL_VALUE), None)
+    if too_long is not None:  # longer than any Kubernetes name: refused rather than sent
+        raise ValueError(f"label value too long for a selector: {too_long[:40]!r}...")
     if len(values) == 1:
         return f'{label}="{_escape(values[0])}"'
     alternatives = "|".join(re.escape(value) for value in values)
     return f'{label}=~"{_escape(alternatives)}"'
 
 
+MAX_LABEL_VALUE = 253
+
+
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """`value` as the inside of a PromQL double-quoted string: backslash, quote and control
+    characters escaped (a raw newline would end the query's string), so no value can close the
+    string and add matchers or operators."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)
 
 
 def _window(seconds: float) -> str:

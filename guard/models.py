@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import itertools
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +22,9 @@ IMAGE_REFERENCE = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*:[0-9a-fA-F]{32,})?$"
 )
+# Kubernetes label values (and the name part of a key): at most 63 alphanumerics, '-', '_', '.',
+# starting and ending alphanumeric; a value may be empty. A key may carry a DNS subdomain prefix.
+LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
 def _dns_label(value: str) -> str:
@@ -48,10 +51,49 @@ def _image_reference(value: str) -> str:
     return value
 
 
+def _label_key(value: str) -> str:
+    prefix, slash, name = value.rpartition("/")
+    if (
+        not name
+        or len(name) > 63
+        or not LABEL_VALUE.match(name)
+        or (slash and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)))
+    ):
+        raise ValueError(
+            f"label key {value[:80]!r} is not a Kubernetes label key: an optional DNS subdomain "
+            "prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and "
+            "ending with a letter or digit (e.g. 'team' or 'example.com/tier')"
+        )
+    return value
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not LABEL_VALUE.match(value):
+        raise ValueError(
+            f"label value {value[:80]!r} is not a Kubernetes label value: at most 63 letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. 'payments')"
+        )
+    return value
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A time that names its zone and exists in UTC (year 1 at +01:00 does not)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. '2026-11-23T14:00:00Z'")
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range once converted to UTC") from exc
+    return value
+
+
 PAUSE_STEP = "pause"
 CanaryStep = Annotated[int, Field(ge=1, le=100)] | Literal["pause"]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
 ImageReference = Annotated[str, AfterValidator(_image_reference)]
 
 
@@ -124,6 +166,19 @@ class ControlCommand(enum.StrEnum):
     PROMOTE = "promote"
 
 
+class Scope(enum.StrEnum):
+    """What an API token may do.
+
+    `deploy` submits rollouts and controls the ones it submitted; `operate` controls any
+    rollout, restores revisions and records incidents. Both imply `read`: whoever may change a
+    rollout must be able to watch it.
+    """
+
+    DEPLOY = "deploy"
+    OPERATE = "operate"
+    READ = "read"
+
+
 class ControlRequest(BaseModel):
     """Who asks for a manual command and why; both optional, both recorded."""
 
@@ -132,8 +187,10 @@ class ControlRequest(BaseModel):
     actor: str | None = Field(default=None, max_length=128)
     reason: str | None = Field(default=None, max_length=500)
 
-    def describe(self) -> str:
-        who = self.actor or "an operator"
+    def describe(self, token: str | None = None) -> str:
+        """'alice: why' as the rollout's history shows it; the token's name stands in for a
+        missing actor (the audit log names the token either way)."""
+        who = self.actor or token or "an operator"
         return f"{who}: {self.reason}" if self.reason else who
 
 
@@ -145,7 +202,9 @@ class RestoreRequest(BaseModel):
     to_revision: int = Field(ge=1, description="Deployment revision, see GET .../revisions")
     namespace: DnsLabel | None = Field(default=None, description="Default: the last rollout's")
     deployment: DnsSubdomain | None = Field(default=None, description="Default: the last rollout's")
-    strategy: str | None = Field(default=None, description="Default: the last rollout's")
+    strategy: str | None = Field(
+        default=None, max_length=32, description="Default: the last rollout's"
+    )
     supersede: bool = False
     actor: str | None = Field(default=None, max_length=128)
     reason: str | None = Field(default=None, max_length=500)
@@ -200,7 +259,7 @@ class RolloutRequest(BaseModel):
     )
     commit_sha: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{7,64}$")
     commit_time: datetime | None = None
-    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=32)
     steps: list[CanaryStep] | None = Field(
         default=None,
         min_length=1,
@@ -242,12 +301,17 @@ class RolloutRequest(BaseModel):
             _dns_label(name)
         return images
 
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            _label_key(key)
+        return labels
+
     @field_validator("commit_time")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. '2026-11-23T14:00:00Z'")
-        return value
+        return aware(value)
 
     @property
     def service_name(self) -> str:
@@ -275,6 +339,7 @@ class RolloutView(BaseModel):
     request: RolloutRequest
     message: str = ""
     outcome_reason: str | None = None
+    submitted_by: str | None = Field(default=None, description="Name of the submitting token")
     timestamps: RolloutTimestamps
     pending_commands: list[ControlCommand] = Field(default_factory=list)
     decisions: list[Decision] = Field(default_factory=list)

@@ -17,10 +17,11 @@ from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from guard import audit as audit_log
 from guard.config import GuardConfig
 from guard.db import Base, UtcDateTime
 from guard.dora import DeploymentRecord, IncidentRecord, outcome_of
-from guard.models import TERMINAL_STATES, RolloutState
+from guard.models import TERMINAL_STATES, RolloutState, aware
 from guard.store import Conflict, NotFound, RolloutRow, Store
 
 UNASSIGNED_TEAM = "unassigned"
@@ -49,9 +50,7 @@ class IncidentRequest(BaseModel):
     @field_validator("opened_at", "resolved_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. '2026-11-23T14:00:00Z'")
-        return value
+        return aware(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> IncidentRequest:
@@ -90,12 +89,15 @@ class IncidentChange:
     resolved_now: bool
 
 
-def record_incident(store: Store, rollout_id: str, body: IncidentRequest) -> IncidentChange:
+def record_incident(
+    store: Store, rollout_id: str, body: IncidentRequest, *, actor: str | None = None
+) -> IncidentChange:
     """Record (or resolve) the incident of a promoted rollout.
 
     One incident per rollout: it is one failed change however many tickets it raised. Posting
     again with the same `opened_at` and a `resolved_at` resolves an open incident; anything else
-    that disagrees with the stored one is a conflict.
+    that disagrees with the stored one is a conflict. `actor` audits the change in the same
+    transaction.
     """
     ensure_tables(store.engine)
     with Session(store.engine) as session, session.begin():
@@ -113,10 +115,22 @@ def record_incident(store: Store, rollout_id: str, body: IncidentRequest) -> Inc
                 link=body.link,
             )
             session.add(row)
-            return IncidentChange(_incident(row), True, row.resolved_at is not None)
-        was_open = row.resolved_at is None
-        _merge(row, body)
-        return IncidentChange(_incident(row), False, was_open and row.resolved_at is not None)
+            change = IncidentChange(_incident(row), True, row.resolved_at is not None)
+        else:
+            was_open = row.resolved_at is None
+            _merge(row, body)
+            change = IncidentChange(_incident(row), False, was_open and row.resolved_at is not None)
+        if actor is not None and (change.created or change.resolved_now):
+            audit_log.record(
+                session,
+                at=datetime.now(UTC),
+                actor=actor,
+                action=audit_log.AuditAction.INCIDENT,
+                target=rollout_id,
+                reason=body.link,
+                details={"service": rollout.service, **body.model_dump(mode="json")},
+            )
+        return change
 
 
 def _check_promoted(rollout: RolloutRow, body: IncidentRequest) -> None:

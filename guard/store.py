@@ -47,6 +47,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from alerts.base import AlertEvent
+from guard import audit as audit_log
 from guard import outbox as alert_outbox
 from guard.db import Base, UtcDateTime, dumps_json, engine_url, loads_json
 from guard.models import (
@@ -102,12 +103,14 @@ class RolloutRow(Base):
     rollback_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     rollback_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    submitted_by: Mapped[str | None] = mapped_column(String(128))
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     fencing_token: Mapped[int] = mapped_column(Integer, default=0)
 
 
-LEASE_COLUMNS = {
+ADDED_COLUMNS = {
+    "submitted_by": "VARCHAR(128)",
     "lease_owner": "VARCHAR(128)",
     "lease_expires_at": "TIMESTAMP",
     "fencing_token": "INTEGER NOT NULL DEFAULT 0",
@@ -200,7 +203,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
-        _add_lease_columns(self.engine)
+        _add_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
 
@@ -248,9 +251,21 @@ class Store:
             session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
     def submit(
-        self, request: RolloutRequest, *, idempotency_key: str | None, now: datetime
+        self,
+        request: RolloutRequest,
+        *,
+        idempotency_key: str | None,
+        now: datetime,
+        actor: str | None = None,
+        may_supersede_others: bool = True,
+        audit_as: audit_log.AuditAction = audit_log.AuditAction.SUBMIT,
+        reason: str | None = None,
     ) -> tuple[RolloutView, bool]:
-        """Create a rollout, or return the one this idempotency key already created."""
+        """Create a rollout, or return the one this idempotency key already created.
+
+        `actor` (a token name) owns the new rollout and is written to the audit log with it, in
+        this transaction. Without `may_supersede_others` it may supersede only its own rollout.
+        """
         payload = request.model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         with self._writing() as session:
@@ -280,6 +295,12 @@ class Store:
                     f"rollout {active.id} of {request.namespace}/{request.deployment} is still "
                     f"{active.state}; wait for it, abort it first, or submit with supersede"
                 )
+            if active is not None and not may_supersede_others and active.submitted_by != actor:
+                raise Conflict(
+                    f"rollout {active.id} of {request.namespace}/{request.deployment} was "
+                    "submitted by another token; only its submitter or a token with the operate "
+                    "scope may supersede it"
+                )
             if active is not None:
                 note = f"the guard: superseded by rollout {new_id}"
                 _queue(session, active, ControlCommand.ABORT, note, now)
@@ -300,10 +321,13 @@ class Store:
                 command_notes={},
                 pending_actions=[],
                 submitted_at=now,
+                submitted_by=actor,
             )
             session.add(row)
             session.flush()  # the row before its event: PostgreSQL checks the foreign key
             session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message="submitted"))
+            if actor is not None:
+                _audit_submit(session, row, request, audit_as, actor, reason, active, now)
             session.flush()
             return self._view(session, row), True
 
@@ -470,18 +494,74 @@ class Store:
         *,
         note: str = "an operator",
         now: datetime | None = None,
+        actor: str | None = None,
+        owner: str | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> RolloutView:
-        """Queue a manual command with who sent it and why; the next tick carries it out."""
+        """Queue a manual command with who sent it and why; the next tick carries it out.
+
+        With `owner`, a rollout submitted by anyone else is NotFound, exactly as a missing one:
+        a deploy token learns nothing about rollouts that are not its own. `actor` writes the
+        command to the audit log in the same transaction.
+        """
         with self._writing() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
-            if row is None:
+            if row is None or (owner is not None and row.submitted_by != owner):
                 raise NotFound(rollout_id)
             if RolloutState(row.state).terminal:
                 raise Conflict(
                     f"rollout {rollout_id} already ended ({row.state}); nothing to {command}"
                 )
-            _queue(session, row, command, note, now or datetime.now(UTC))
+            at = now or datetime.now(UTC)
+            _queue(session, row, command, note, at)
+            if actor is not None:
+                audit_log.record(
+                    session,
+                    at=at,
+                    actor=actor,
+                    action=audit_log.AuditAction(command.value),
+                    target=row.id,
+                    reason=reason,
+                    details={"service": row.service, **(details or {})},
+                )
             return self._view(session, row)
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: audit_log.AuditAction,
+        target: str,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a change made outside the store's own writes (e.g. a config reload)."""
+        with self._writing() as session:
+            audit_log.record(
+                session,
+                at=now or datetime.now(UTC),
+                actor=actor,
+                action=action,
+                target=target,
+                reason=reason,
+                details=details,
+            )
+
+    def audit_entries(
+        self,
+        *,
+        actor: str | None = None,
+        action: audit_log.AuditAction | None = None,
+        since: datetime | None = None,
+        target: str | None = None,
+        limit: int = 100,
+    ) -> list[audit_log.AuditEntry]:
+        with self._session() as session:
+            return audit_log.entries(
+                session, actor=actor, action=action, since=since, target=target, limit=limit
+            )
 
     def apply(
         self,
@@ -550,6 +630,7 @@ class Store:
             request=RolloutRequest.model_validate(row.request),
             message=row.message,
             outcome_reason=row.outcome_reason,
+            submitted_by=row.submitted_by,
             timestamps=RolloutTimestamps(**{name: getattr(row, name) for name in TIMESTAMP_FIELDS}),
             pending_commands=[ControlCommand(c) for c in row.commands],
             decisions=[Decision.model_validate(d.body) for d in decision_rows],
@@ -588,16 +669,16 @@ def _fenced(session: Session, rollout_id: str, fence: Fence | None) -> RolloutRo
     return row
 
 
-def _add_lease_columns(engine: Engine) -> None:
-    """A store created before leases existed gains their columns (create_all adds no columns)."""
+def _add_columns(engine: Engine) -> None:
+    """A store created by an earlier version gains the newer columns (create_all adds none)."""
     present = {column["name"] for column in inspect(engine).get_columns("rollouts")}
-    missing = [name for name in LEASE_COLUMNS if name not in present]
+    missing = [name for name in ADDED_COLUMNS if name not in present]
     if not missing:
         return
     with engine.begin() as connection:
         for name in missing:
             connection.execute(
-                text(f"ALTER TABLE rollouts ADD COLUMN {name} {LEASE_COLUMNS[name]}")
+                text(f"ALTER TABLE rollouts ADD COLUMN {name} {ADDED_COLUMNS[name]}")
             )
 
 
@@ -625,6 +706,42 @@ def _queue(
     row.command_notes = {**(row.command_notes or {}), command.value: note}
     message = f"{command.value} requested by {note}"
     session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message=message))
+
+
+def _audit_submit(
+    session: Session,
+    row: RolloutRow,
+    request: RolloutRequest,
+    action: audit_log.AuditAction,
+    actor: str,
+    reason: str | None,
+    superseded: RolloutRow | None,
+    now: datetime,
+) -> None:
+    details: dict[str, Any] = {
+        "service": row.service,
+        "namespace": row.namespace,
+        "deployment": row.deployment,
+        "strategy": row.strategy,
+        "images": request.images,
+    }
+    if request.commit_sha:
+        details["commit_sha"] = request.commit_sha
+    if superseded is not None:
+        details["superseded"] = superseded.id
+    audit_log.record(
+        session, at=now, actor=actor, action=action, target=row.id, reason=reason, details=details
+    )
+    if request.override_freeze:
+        audit_log.record(
+            session,
+            at=now,
+            actor=actor,
+            action=audit_log.AuditAction.FREEZE_OVERRIDE,
+            target=row.id,
+            reason=request.override_freeze,
+            details={"service": row.service},
+        )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -47,6 +47,8 @@ def test_readme_has_a_github_and_a_gitlab_example() -> None:
 
     assert set(examples) == {"github", "gitlab"}
     assert examples["github"]["env"]["GUARD_URL"] == examples["gitlab"]["variables"]["GUARD_URL"]
+    assert examples["github"]["env"]["GUARD_TOKEN"] == "${{ secrets.GUARD_TOKEN }}"
+    assert "GUARD_TOKEN" in README.read_text(encoding="utf-8").split("GitLab CI:")[1]
 
 
 @pytest.mark.parametrize("system", ["github", "gitlab"])

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from guard.routes import alerts, dora, operations, rollouts, services
+from guard.routes import alerts, audit, dora, login, operations, rollouts, services
 
 ROUTERS: list[APIRouter] = [
     rollouts.router,
@@ -10,4 +10,6 @@ ROUTERS: list[APIRouter] = [
     alerts.router,
     operations.router,
     dora.router,
+    audit.router,
+    login.router,
 ]

@@ -12,10 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from guard.auth import Reader
+from guard.errors import ERRORS
 from guard.outbox import DeliveryStatus
 from guard.services import Services, get_services
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=ERRORS)
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
@@ -42,6 +44,7 @@ class AlertDelivery(BaseModel):
 @router.get("")
 def list_alerts(
     services: ServicesDep,
+    _principal: Reader,
     status: DeliveryStatus | None = None,
     rollout_id: Annotated[str | None, Query(max_length=36)] = None,
     receiver: Annotated[str | None, Query(max_length=128)] = None,

@@ -11,11 +11,13 @@ import io
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from guard import dashboard, dora, report
+from guard.auth import Operator, Reader
 from guard.engine import utcnow
+from guard.errors import ERRORS
 from guard.records import (
     Incident,
     IncidentRequest,
@@ -29,8 +31,9 @@ from guard.records import (
 from guard.services import Services, get_services
 from guard.store import Conflict, NotFound
 
-router = APIRouter(tags=["delivery performance"])
+router = APIRouter(tags=["delivery performance"], responses=ERRORS)
 ServicesDep = Annotated[Services, Depends(get_services)]
+RolloutId = Annotated[str, Path(max_length=36)]
 WindowQuery = Annotated[
     str, Query(max_length=8, description="Length of the window ending now: 12h, 30d, 4w")
 ]
@@ -63,6 +66,7 @@ def compute(
 )
 def get_dora(
     services: ServicesDep,
+    _principal: Reader,
     service: NameQuery = None,
     team: NameQuery = None,
     window: WindowQuery = "30d",
@@ -85,11 +89,15 @@ def get_dora(
     responses={200: {"model": Incident, "description": "An open incident was resolved"}},
 )
 def post_incident(
-    rollout_id: str, body: IncidentRequest, response: Response, services: ServicesDep
+    rollout_id: RolloutId,
+    body: IncidentRequest,
+    response: Response,
+    services: ServicesDep,
+    principal: Operator,
 ) -> Incident:
     """Record a failure of a promoted change found after its promotion (one per rollout)."""
     try:
-        change = record_incident(services.store, rollout_id, body)
+        change = record_incident(services.store, rollout_id, body, actor=principal.name)
     except NotFound as exc:
         raise HTTPException(404, f"no rollout {rollout_id}") from exc
     except TooEarly as exc:
@@ -113,8 +121,9 @@ def post_incident(
     responses={200: {"content": {"text/markdown": {}, "text/html": {}}}},
 )
 def get_report(
-    rollout_id: str,
+    rollout_id: RolloutId,
     services: ServicesDep,
+    _principal: Reader,
     format: Literal["markdown", "html", "json"] = "markdown",
 ) -> Response:
     """Execution report: plan vs actual, metrics before/during/after, decisions, rollback."""
@@ -141,6 +150,7 @@ def get_report(
 @router.get("/dashboard", response_class=HTMLResponse)
 def get_dashboard(
     services: ServicesDep,
+    _principal: Reader,
     service: NameQuery = None,
     team: NameQuery = None,
     window: WindowQuery = "30d",

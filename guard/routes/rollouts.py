@@ -2,6 +2,12 @@
 
 Submissions are idempotent on the `Idempotency-Key` header, so a pipeline may retry a POST after
 a timeout without starting a second rollout.
+
+A `deploy` token controls only the rollouts it submitted; another's rollout answers 404 exactly
+as a missing one. `deploy` implies `read`, so this hides nothing the token could not list; it
+gives one answer for "no rollout of yours here" (a client handles a single case) and keeps a
+refusal from becoming a probe if scopes are ever split. An `operate` token controls any
+rollout. Scopes are checked before any lookup, so 403 never depends on what exists.
 """
 
 from __future__ import annotations
@@ -9,16 +15,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
 
+from guard.auth import Controller, Deployer, Principal, Reader
 from guard.engine import utcnow
-from guard.models import ControlCommand, ControlRequest, RolloutRequest, RolloutState, RolloutView
+from guard.errors import ERRORS
+from guard.models import (
+    ControlCommand,
+    ControlRequest,
+    RolloutRequest,
+    RolloutState,
+    RolloutView,
+    Scope,
+)
 from guard.services import Services, get_services
 from guard.store import Conflict, NotFound
 from strategies.registry import STRATEGIES
 
-router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
+router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], responses=ERRORS)
 ServicesDep = Annotated[Services, Depends(get_services)]
+RolloutId = Annotated[str, Path(max_length=36)]
 
 
 @router.post(
@@ -30,6 +46,7 @@ def submit(
     request: RolloutRequest,
     response: Response,
     services: ServicesDep,
+    principal: Deployer,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> RolloutView:
     """Start a guarded rollout; the same Idempotency-Key returns the same rollout."""
@@ -45,7 +62,11 @@ def submit(
         raise HTTPException(422, detail)
     try:
         view, created = services.store.submit(
-            request, idempotency_key=idempotency_key, now=utcnow()
+            request,
+            idempotency_key=idempotency_key,
+            now=utcnow(),
+            actor=principal.name,
+            may_supersede_others=principal.can(Scope.OPERATE),
         )
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from exc
@@ -57,6 +78,7 @@ def submit(
 @router.get("")
 def list_rollouts(
     services: ServicesDep,
+    _principal: Reader,
     state: RolloutState | None = None,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     deployment: Annotated[str | None, Query(max_length=253)] = None,
@@ -74,7 +96,7 @@ def list_rollouts(
 
 
 @router.get("/{rollout_id}")
-def get_rollout(rollout_id: str, services: ServicesDep) -> RolloutView:
+def get_rollout(rollout_id: RolloutId, services: ServicesDep, _principal: Reader) -> RolloutView:
     try:
         return services.store.get(rollout_id)
     except NotFound as exc:
@@ -83,13 +105,26 @@ def get_rollout(rollout_id: str, services: ServicesDep) -> RolloutView:
 
 def _control(
     command: ControlCommand,
-) -> Callable[[str, Services, ControlRequest | None], RolloutView]:
+) -> Callable[[str, Services, Principal, ControlRequest | None], RolloutView]:
     def handler(
-        rollout_id: str, services: ServicesDep, body: ControlRequest | None = None
+        rollout_id: RolloutId,
+        services: ServicesDep,
+        principal: Controller,
+        body: ControlRequest | None = None,
     ) -> RolloutView:
-        note = (body or ControlRequest()).describe()
+        body = body or ControlRequest()
+        on_behalf = {"on_behalf_of": body.actor} if body.actor else {}
         try:
-            return services.store.command(rollout_id, command, note=note, now=utcnow())
+            return services.store.command(
+                rollout_id,
+                command,
+                note=body.describe(principal.name),
+                now=utcnow(),
+                actor=principal.name,
+                owner=None if principal.can(Scope.OPERATE) else principal.name,
+                reason=body.reason,
+                details=on_behalf,
+            )
         except NotFound as exc:
             raise HTTPException(404, f"no rollout {rollout_id}") from exc
         except Conflict as exc:
@@ -97,7 +132,8 @@ def _control(
 
     handler.__doc__ = (
         f"Ask the rollout to {command.value}; applied at the next tick. The optional body's "
-        "actor and reason are recorded with the command and in the decision it leads to."
+        "actor and reason are recorded with the command, in the decision it leads to and in "
+        "the audit log. Needs operate, or deploy for a rollout the same token submitted."
     )
     return handler
 

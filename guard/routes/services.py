@@ -9,24 +9,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
+from guard.audit import AuditAction
+from guard.auth import Operator, Reader
 from guard.engine import utcnow
+from guard.errors import ERRORS
 from guard.kube import DeploymentSnapshot
 from guard.models import RestoreRequest, RolloutRequest, RolloutView
 from guard.services import Services, get_services
 from guard.store import Conflict
 from strategies.registry import STRATEGIES
 
-router = APIRouter(prefix="/v1/services", tags=["services"])
+router = APIRouter(prefix="/v1/services", tags=["services"], responses=ERRORS)
 ServicesDep = Annotated[Services, Depends(get_services)]
+ServiceName = Annotated[str, Path(max_length=253)]
 RESTORABLE = 3
 
 
 @router.get("/{service}/revisions")
 def revisions(
-    service: str,
+    service: ServiceName,
     services: ServicesDep,
+    _principal: Reader,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
 ) -> dict[str, Any]:
     """The current revision and the last three that `rollback --to` can restore."""
@@ -43,7 +48,9 @@ def revisions(
 
 
 @router.post("/{service}/rollback", status_code=status.HTTP_201_CREATED)
-def rollback(service: str, body: RestoreRequest, services: ServicesDep) -> RolloutView:
+def rollback(
+    service: ServiceName, body: RestoreRequest, services: ServicesDep, principal: Operator
+) -> RolloutView:
     """Start a guarded rollout of one of the last three revisions."""
     last = _last_rollout(services, service, body.namespace)
     namespace = body.namespace or last.request.namespace
@@ -52,23 +59,30 @@ def rollback(service: str, body: RestoreRequest, services: ServicesDep) -> Rollo
     images = dict(_restorable(deployment)).get(body.to_revision)
     if images is None:
         known = ", ".join(str(r) for r, _ in _restorable(deployment)) or "none"
-        raise HTTPException(
-            422, f"revision {body.to_revision} of {namespace}/{name} is not restorable; the "
-            f"last {RESTORABLE} are: {known} (current: {deployment.revision})",
+        _unprocessable(
+            "to_revision", f"revision {body.to_revision} of {namespace}/{name} is not "
+            f"restorable; the last {RESTORABLE} are: {known} (current: {deployment.revision})",
         )  # fmt: skip
     strategy = body.strategy or last.request.strategy
     if strategy not in STRATEGIES:
-        raise HTTPException(422, f"unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}")
+        _unprocessable("strategy", f"unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     request = RolloutRequest(
         namespace=namespace, deployment=name, service=service, images=images,
         strategy=strategy, supersede=body.supersede, restore_revision=body.to_revision,
-        labels={"restored-by": (body.actor or "an operator")[:63]},
+        labels={"restored-by": principal.name},
     )  # fmt: skip
     try:
-        view, _ = services.store.submit(request, idempotency_key=None, now=utcnow())
+        view, _ = services.store.submit(
+            request, idempotency_key=None, now=utcnow(), actor=principal.name,
+            audit_as=AuditAction.RESTORE, reason=body.reason,
+        )  # fmt: skip
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from exc
     return view
+
+
+def _unprocessable(field: str, message: str) -> None:
+    raise HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
 def _last_rollout(services: Services, service: str, namespace: str | None) -> RolloutView:

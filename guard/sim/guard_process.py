@@ -8,12 +8,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
+
+from guard.auth import new_token, token_digest
 
 TERMINAL = ("promoted", "rolled_back", "aborted", "failed", "refused")
+ADMIN = "guard-process"
+ALL_SCOPES = ("deploy", "operate", "read")
 
 
 def free_port() -> int:
@@ -24,16 +30,31 @@ def free_port() -> int:
 
 
 class GuardProcess:
-    """`python -m guard serve --config FILE` on a free port; its log goes to a file."""
+    """`python -m guard serve --config FILE` on a free port; its log goes to a file.
 
-    def __init__(self, config_path: Path, log_path: Path, *, port: int | None = None) -> None:
+    It gives the guard API tokens through the `GUARD_AUTH__TOKENS` environment override (which
+    replaces any `auth.tokens` of the file): `guard-process` with every scope, used by `client()`
+    and `env()`, plus `tokens` (name -> scopes) for tests of narrower ones, in `self.tokens`.
+    """
+
+    def __init__(
+        self,
+        config_path: Path,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        tokens: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.log_path = log_path
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
+        self._scopes = {ADMIN: list(ALL_SCOPES), **{k: list(v) for k, v in (tokens or {}).items()}}
+        self.tokens = {name: new_token() for name in self._scopes}
+        self.token = self.tokens[ADMIN]
 
-    def start(self, timeout: float = 30.0) -> str:
+    def start(self, timeout: float = 60.0) -> str:
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [
@@ -48,7 +69,7 @@ class GuardProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "GUARD_AUTH__TOKENS": self._tokens_yaml()},
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -86,8 +107,21 @@ class GuardProcess:
             self._process.kill()
             self._process.wait()
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
+    def _tokens_yaml(self) -> str:
+        entries = [
+            {"name": name, "sha256": token_digest(self.tokens[name]), "scopes": scopes}
+            for name, scopes in self._scopes.items()
+        ]
+        return yaml.safe_dump(entries, default_flow_style=True, width=10**6).strip()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An API client sending `token` (default: the all-scopes one)."""
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.url, timeout=10, headers=headers)
+
+    def env(self) -> dict[str, str]:
+        """The environment for a `guard` CLI subprocess talking to this guard."""
+        return {**os.environ, "GUARD_TOKEN": self.token}
 
     def wait_for(
         self, rollout_id: str, states: tuple[str, ...] = TERMINAL, timeout: float = 120.0

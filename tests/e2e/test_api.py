@@ -109,7 +109,9 @@ def test_service_endpoints(guard: GuardProcess) -> None:
 
 def _deploy(guard: GuardProcess, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "guard", "deploy", "--server", guard.url, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=180, check=False, env=guard.env()
+    )
 
 
 def test_cli_deploy_wait_exit_codes(guard: GuardProcess) -> None:

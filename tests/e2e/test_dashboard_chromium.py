@@ -2,7 +2,9 @@
 
 The page has no script, so Chromium's `--dump-dom` (the DOM after layout) and `--screenshot`
 are enough: no DevTools client needed. The guard runs as a real `guard serve` process on a store
-holding four weeks of history.
+holding four weeks of history. Chromium signs in as a person would: a local page posts a read
+token to `/dashboard/login` (a form, so the token is never in a URL), and the cookie it gets
+back carries the browser on to the dashboard.
 """
 
 from __future__ import annotations
@@ -101,12 +103,30 @@ def seeded_guard(tmp_path: Path) -> GuardProcess:
     }
     path = tmp_path / "guard.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return GuardProcess(path, tmp_path / "guard.log")
+    return GuardProcess(path, tmp_path / "guard.log", tokens={"viewer": ["read"]})
+
+
+def sign_in_page(guard: GuardProcess, directory: Path) -> str:
+    """A local page that submits the sign-in form at once; the guard redirects to /dashboard."""
+    page = directory / "sign-in.html"
+    page.write_text(
+        f"<form method='post' action='{guard.url}/dashboard/login'>"
+        f"<input name='token' value='{guard.tokens['viewer']}'></form>"
+        "<script>document.forms[0].submit()</script>",
+        encoding="utf-8",
+    )
+    return page.as_uri()
 
 
 def browse(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        [
+            binary,
+            *CHROMIUM_FLAGS,
+            "--virtual-time-budget=10000",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=90,
@@ -126,7 +146,10 @@ def test_dashboard_shows_the_api_figures_in_chromium(
     binary = chromium()
     with seeded_guard as guard, guard.client() as client:
         overall = client.get("/v1/dora").json()["overall"]
-        url = f"{guard.url}/dashboard"
+        signed_out = browse(
+            binary, tmp_path / "profile-out", "--dump-dom", f"{guard.url}/dashboard"
+        )
+        url = sign_in_page(guard, tmp_path)
         dom = browse(binary, tmp_path / "profile-dom", "--dump-dom", url).stdout
         screenshot = tmp_path / "dashboard.png"
         browse(
@@ -137,6 +160,9 @@ def test_dashboard_shows_the_api_figures_in_chromium(
             url,
         )
 
+    assert 'action="/dashboard/login"' in signed_out.stdout
+    assert "data-metric" not in signed_out.stdout
+    assert 'action="/dashboard/logout"' in dom
     values = shown(dom)
     assert float(values["deployment_frequency_per_day"]) == overall["deployment_frequency_per_day"]
     assert float(values["lead_time_median_seconds"]) == overall["lead_time_seconds"]["median"]

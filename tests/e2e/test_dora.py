@@ -80,6 +80,7 @@ def test_dora_and_reports_match_real_rollouts(stack: SimulatedStack, guard: Guar
         [sys.executable, "-m", "guard", "dora", "--window", "1d", "--server", guard.url],
         capture_output=True,
         text=True,
+        env=guard.env(),
         timeout=60,
         check=True,
     ).stdout

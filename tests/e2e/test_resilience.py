@@ -139,7 +139,9 @@ def test_deploy_wait_rides_out_a_guard_restart(stack: SimulatedStack, guard: Gua
         sys.executable, "-m", "guard", "deploy", "--server", guard.url, "--namespace", "shop",
         "--deployment", "checkout", "--image", f"checkout={GOOD}", "--wait",
     ]  # fmt: skip
-    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiting = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=guard.env()
+    )
     with guard.client() as client:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not client.get("/v1/rollouts").json():

@@ -17,7 +17,9 @@ from .conftest import GOOD, OLD, submit
 
 def _guard_cli(guard: GuardProcess, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "guard", *args, "--server", guard.url]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=180, check=False, env=guard.env()
+    )
 
 
 def test_rollback_to_a_previous_revision(stack: SimulatedStack, guard: GuardProcess) -> None:

@@ -396,3 +396,69 @@ def test_no_data_at_all_is_not_unavailable() -> None:
     assert observations["r-0"].unavailable == ()
     assert observations["r-0"].candidate is None
     assert client.query_errors == 0
+
+
+# --- hostile values -------------------------------------------------------------------------
+
+_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)(=~?)"((?:[^"\\\n]|\\\\|\\"|\\x[0-9a-f]{2})*)"')
+
+
+def _unquote(text: str) -> str:
+    """PromQL's (Go's) unescaping of the escapes `_escape` writes."""
+    return re.sub(
+        r'\\(\\|"|x[0-9a-f]{2})',
+        lambda m: chr(int(m.group(1)[1:], 16)) if m.group(1)[0] == "x" else m.group(1),
+        text,
+    )
+
+
+def _parse_selector(selector: str) -> list[tuple[str, str, str]]:
+    """Split a selector into (label, op, value); fails unless the whole text is matchers."""
+    matchers, position = [], 0
+    while position < len(selector):
+        found = _MATCHER.match(selector, position)
+        assert found is not None, f"not a matcher at {selector[position:]!r}"
+        matchers.append((found.group(1), found.group(2), _unquote(found.group(3))))
+        position = found.end()
+        if position < len(selector):
+            assert selector[position] == ",", selector
+            position += 1
+    return matchers
+
+
+HOSTILE = [
+    'shop"} or vector(1) or {a="',
+    "shop\\",
+    'x\\"}',
+    "line\nbreak",
+    "tab\tcarriage\rnull\x00",
+    '"',
+    '\\\\"',
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_hostile_value_stays_inside_its_exact_matcher(value: str) -> None:
+    selector = selector_for(QUERIES, [(value, "abc123")])
+    assert "\n" not in selector and "\r" not in selector
+    assert _parse_selector(selector) == [
+        ("namespace", "=", value),
+        ("pod_template_hash", "=", "abc123"),
+    ]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_hostile_value_stays_inside_its_regex_alternation(value: str) -> None:
+    selector = selector_for(QUERIES, [(value, "a1"), ("shop", "b2")])
+    matchers = _parse_selector(selector)
+    assert [(label, op) for label, op, _ in matchers] == [
+        ("namespace", "=~"),
+        ("pod_template_hash", "=~"),
+    ]
+    assert re.fullmatch(matchers[0][2], value) and re.fullmatch(matchers[0][2], "shop")
+    assert not re.fullmatch(matchers[0][2], "other")
+
+
+def test_a_value_longer_than_any_kubernetes_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="too long"):
+        selector_for(QUERIES, [("a" * 254, "abc")])

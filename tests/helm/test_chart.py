@@ -86,6 +86,21 @@ def test_secret_env_overrides_the_config_as_guard_serve_reads_it(tmp_path: Path)
     assert config.prometheus.url == "https://guard:s3cret@prom:9090"
 
 
+def test_token_hashes_reach_the_guard_through_the_secret(tmp_path: Path) -> None:
+    from guard.auth import TokenBook, token_digest
+
+    tokens = f"[{{name: ci, sha256: {token_digest('dg_ci')}, scopes: [deploy]}}]"
+    rendered = render({"secret": {"env": {"GUARD_AUTH__TOKENS": tokens}}})
+    path = tmp_path / "guard.yaml"
+    path.write_text(rendered.one("ConfigMap")["data"]["guard.yaml"], encoding="utf-8")
+
+    config = load_config(path, rendered.one("Secret")["stringData"])
+
+    principal = TokenBook.from_config(config.auth).authenticate("dg_ci")
+    assert principal is not None and principal.name == "ci"
+    assert "dg_ci" not in str(rendered.one("Secret"))
+
+
 def test_custom_config_reaches_the_guard_unchanged() -> None:
     config = parse_config(render({"config": CUSTOM_CONFIG}).guard_config)
 

@@ -9,44 +9,22 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from guard.api import create_app
 from guard.cli import dora_table
-from guard.config import parse_config
 from guard.models import RolloutState
 from guard.sim.history import finished_rollout
 from guard.store import Store
 
-KUBECONFIG = """
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-"""
-
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG, encoding="utf-8")
-    config = parse_config(
-        {
-            "store": {"data_dir": str(tmp_path / "data")},
-            "kubernetes": {"kubeconfig": str(kubeconfig)},
-            "services": {"checkout": {"team": "payments"}},
-        }
-    )
-    with TestClient(create_app(config, run_scheduler=False)) as test_client:
-        yield test_client
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client(services={"checkout": {"team": "payments"}})
 
 
 def store_of(client: TestClient) -> Store:
