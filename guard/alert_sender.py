@@ -21,6 +21,7 @@ from alerts.base import HttpPost, LogLine, Outbound, ReceiverSettings, RenderCon
 from alerts.config import AlertsConfig
 from alerts.registry import get_notifier
 from alerts.secrets import SecretUnavailable, read_secret, redact
+from guard.backoff import backoff_seconds
 from guard.metrics import GuardMetrics
 from guard.outbox import Claimed, Outbox
 
@@ -52,13 +53,6 @@ class DeliveryError(Exception):
     def __init__(self, message: str, *, retry: bool) -> None:
         super().__init__(message)
         self.retry = retry
-
-
-def backoff_seconds(attempt: int, *, initial: float, cap: float, jitter: float) -> float:
-    """Exponential backoff with jitter: `min(cap, initial * 2**(attempt-1))`, then scaled by
-    `0.5 + jitter / 2` (jitter in [0, 1)), so replicas and receivers never retry in lock-step."""
-    base = min(cap, initial * 2.0 ** max(0, attempt - 1))
-    return base * (0.5 + jitter / 2)
 
 
 class AlertSender:
