@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 
 TERMINAL = ("promoted", "rolled_back", "aborted", "failed", "refused")
+# A standby imports everything `guard serve` needs, then waits for a line on stdin to run it.
+STANDBY = "import sys, guard.api, guard.cli; sys.stdin.readline(); guard.cli.app(sys.argv[1:])"
 
 
 def free_port() -> int:
@@ -26,31 +28,48 @@ def free_port() -> int:
 class GuardProcess:
     """`python -m guard serve --config FILE` on a free port; its log goes to a file."""
 
-    def __init__(self, config_path: Path, log_path: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        standby: bool = False,
+    ) -> None:
+        """`standby`: keep a next process imported and waiting, so a restart after `kill()`
+        costs the guard's start-up, not the interpreter's imports (crash tests restart often).
+        """
         self.config_path = config_path
         self.log_path = log_path
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.standby = standby
         self._process: subprocess.Popen[bytes] | None = None
+        self._standby: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, *, waiting: bool) -> subprocess.Popen[bytes]:
+        entry = ["-c", STANDBY] if waiting else ["-m", "guard"]
+        args = ["serve", "--config", str(self.config_path), "--port", str(self.port)]
+        log = self.log_path.open("ab")
+        try:
+            return subprocess.Popen(
+                [sys.executable, *entry, *args],
+                stdin=subprocess.PIPE if waiting else None,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            log.close()
 
     def start(self, timeout: float = 30.0) -> str:
-        log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "guard",
-                "serve",
-                "--config",
-                str(self.config_path),
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.poll() is None and standby.stdin is not None:
+            standby.stdin.write(b"go\n")
+            standby.stdin.close()
+            self._process = standby
+        else:
+            self._process = self._spawn(waiting=False)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -58,6 +77,8 @@ class GuardProcess:
                 raise RuntimeError(f"guard exited with {code}: {self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    if self.standby:
+                        self._standby = self._spawn(waiting=True)
                     return self.url
             except httpx.HTTPError:
                 pass
@@ -69,7 +90,12 @@ class GuardProcess:
         self._signal(signal.SIGKILL)
 
     def stop(self) -> None:
+        """SIGTERM, and the standby (if any) is dropped."""
         self._signal(signal.SIGTERM)
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.kill()
+            standby.wait()
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._process is None or self._process.poll() is not None:
