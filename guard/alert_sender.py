@@ -81,6 +81,12 @@ class AlertSender:
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(self._redacting)
 
+    def reconfigure(self, config: AlertsConfig) -> None:
+        """Receivers and delivery tuning from a reloaded config; a send in flight finishes with
+        the receiver it started with."""
+        self.config = config
+        self.receivers = config.effective_receivers()
+
     async def close(self) -> None:
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).removeFilter(self._redacting)

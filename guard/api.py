@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
@@ -17,13 +20,21 @@ from guard.engine import Engine, utcnow
 from guard.kube import KubeClient
 from guard.metrics import GuardMetrics
 from guard.prometheus import PrometheusClient
+from guard.reload import ConfigReloader
 from guard.routes import ROUTERS
 from guard.services import Services
 from guard.store import Store
 
+log = logging.getLogger(__name__)
 
-def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
-    """One guard process: API plus scheduler, sharing one store and one set of clients."""
+
+def create_app(
+    config: GuardConfig, *, run_scheduler: bool = True, config_path: Path | None = None
+) -> FastAPI:
+    """One guard process: API plus scheduler, sharing one store and one set of clients.
+
+    With `config_path`, the file is reloaded when it changes or on SIGHUP (see guard.reload).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,14 +69,19 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
             coalesce=True,
             next_run_time=utcnow(),
         )
+        services = Services(config, store, engine, metrics, scheduler)
+        if config_path is not None:
+            _watch_config(config_path, config, services, sender, scheduler)
         if run_scheduler:
             scheduler.start()
-        app.state.services = Services(config, store, engine, metrics, scheduler)
+        app.state.services = services
         try:
             yield
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            if config_path is not None:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await sender.close()
             await prometheus.close()
             store.close()
@@ -80,3 +96,30 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def _watch_config(
+    path: Path,
+    config: GuardConfig,
+    services: Services,
+    sender: AlertSender,
+    scheduler: AsyncIOScheduler,
+) -> None:
+    """Poll the config file every tick and reload on SIGHUP; a new config reaches the engine,
+    the alert sender and the routes together."""
+
+    async def apply(new: GuardConfig) -> None:
+        await services.engine.reconfigure(new)
+        sender.reconfigure(new.alerts)
+        services.config = new
+
+    reloader = ConfigReloader(path, config, apply=apply, outbox=services.store.outbox, clock=utcnow)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
+    scheduler.add_job(
+        reloader.run_once,
+        "interval",
+        seconds=config.scheduler.tick_seconds,
+        max_instances=1,
+        coalesce=True,
+    )
+    log.info("watching %s for config changes (and SIGHUP)", path)

@@ -49,7 +49,7 @@ def serve(
     # httpx logs every request URL at INFO, credentials in a Prometheus URL included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, config_path=config),
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_level="info",

@@ -126,6 +126,11 @@ class Engine:
             await asyncio.gather(*(self._decide_safely(p) for p in decided))
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
+    async def reconfigure(self, config: GuardConfig) -> None:
+        """Swap the whole config between ticks (never during one), so a tick sees one config."""
+        async with self._lock:
+            self.config = config
+
     async def _prepare_safely(
         self, rollout: ActiveRollout, blocker: str | None = None
     ) -> Prepared | None:

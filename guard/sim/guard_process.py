@@ -97,6 +97,11 @@ class GuardProcess:
             standby.kill()
             standby.wait()
 
+    def hangup(self) -> None:
+        """SIGHUP: the guard reloads its config file."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGHUP)
+
     def _signal(self, sig: signal.Signals) -> None:
         if self._process is None or self._process.poll() is not None:
             return
