@@ -177,7 +177,11 @@ class Engine:
         )
         log.error("rollout %s: %s", rollout.id, message)
         try:
-            await self._give_up(rollout, message)
+            # This tick may have stored a step before its action failed: fail from that one.
+            active = await asyncio.to_thread(self.store.active)
+            current = next((r for r in active if r.id == rollout.id), None)
+            if current is not None:
+                await self._give_up(current, message)
         except Exception as error:
             log.error("rollout %s: could not record the failure", rollout.id, exc_info=error)
             return

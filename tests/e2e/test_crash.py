@@ -138,7 +138,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             workload = Workload(
                 kube_url=url, namespace=NS, service=lane.name, requests_per_second=120,
                 route=lane.name if lane.route else None, preview_service=f"{lane.name}-preview",
-                preview_requests_per_second=40, seed=lane.index,
+                preview_requests_per_second=40, seed=lane.index, tick_seconds=0.25,
             )  # fmt: skip
             for number in range(2, 200):
                 if not lane.good(number):
@@ -251,7 +251,7 @@ def test_guard_killed_at_random_moments_loses_and_repeats_nothing(
         alive_until = time.monotonic() + rng.uniform(0.2, 1.5)
         while time.monotonic() < alive_until:
             _drive(guard, lanes, submit_more=True)
-            time.sleep(0.1)
+            time.sleep(0.2)
         in_flight = any(lane.busy for lane in lanes)
         guard.kill()
         kills += 1
