@@ -14,8 +14,29 @@ from typing import Any
 import httpx
 
 TERMINAL = ("promoted", "rolled_back", "aborted", "failed", "refused")
-# A standby imports everything `guard serve` needs, then waits for a line on stdin to run it.
-STANDBY = "import sys, guard.api, guard.cli; sys.stdin.readline(); guard.cli.app(sys.argv[1:])"
+
+# A zygote imports everything `guard serve` needs once, then forks a fresh guard per line on its
+# stdin and answers with the child's pid; children are reaped by the kernel (SIGCHLD ignored).
+ZYGOTE = """
+import os, signal, sys
+import guard.api, guard.cli
+log_path, args = sys.argv[1], sys.argv[2:]
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+for _ in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        out = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        try:
+            guard.cli.app(args)
+        finally:
+            os._exit(0)
+    sys.stdout.write(f"{pid}\\n")
+    sys.stdout.flush()
+"""
 
 
 def free_port() -> int:
@@ -23,6 +44,36 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class _Forked:
+    """A guard forked by the zygote: what the rest of GuardProcess uses of a Popen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            self.returncode = -1  # reaped by the kernel; its status is not ours to read
+        return self.returncode
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 3600)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.02)
+        return -1
 
 
 class GuardProcess:
@@ -36,40 +87,51 @@ class GuardProcess:
         port: int | None = None,
         standby: bool = False,
     ) -> None:
-        """`standby`: keep a next process imported and waiting, so a restart after `kill()`
-        costs the guard's start-up, not the interpreter's imports (crash tests restart often).
+        """`standby`: fork each guard from a process that has already imported the guard, so
+        a restart after `kill()` costs the guard's start-up, not the interpreter's imports
+        (the crash test restarts it dozens of times). The guard itself is still a new process
+        running `guard serve`, and SIGKILL still ends it with nothing flushed or closed.
         """
         self.config_path = config_path
         self.log_path = log_path
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.standby = standby
-        self._process: subprocess.Popen[bytes] | None = None
-        self._standby: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | _Forked | None = None
+        self._zygote: subprocess.Popen[bytes] | None = None
 
-    def _spawn(self, *, waiting: bool) -> subprocess.Popen[bytes]:
-        entry = ["-c", STANDBY] if waiting else ["-m", "guard"]
-        args = ["serve", "--config", str(self.config_path), "--port", str(self.port)]
-        log = self.log_path.open("ab")
-        try:
-            return subprocess.Popen(
-                [sys.executable, *entry, *args],
-                stdin=subprocess.PIPE if waiting else None,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        finally:
-            log.close()
+    def _args(self) -> list[str]:
+        return ["serve", "--config", str(self.config_path), "--port", str(self.port)]
+
+    def _spawn(self) -> subprocess.Popen[bytes] | _Forked:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if not self.standby:
+            with self.log_path.open("ab") as log:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "guard", *self._args()],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+        if self._zygote is None or self._zygote.poll() is not None:
+            with self.log_path.open("ab") as log:
+                self._zygote = subprocess.Popen(
+                    [sys.executable, "-c", ZYGOTE, str(self.log_path), *self._args()],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                )
+        assert self._zygote.stdin is not None and self._zygote.stdout is not None
+        self._zygote.stdin.write(b"fork\n")
+        self._zygote.stdin.flush()
+        line = self._zygote.stdout.readline()
+        if not line:
+            raise RuntimeError(f"guard zygote exited: {self.log_tail()}")
+        return _Forked(int(line))
 
     def start(self, timeout: float = 30.0) -> str:
-        standby, self._standby = self._standby, None
-        if standby is not None and standby.poll() is None and standby.stdin is not None:
-            standby.stdin.write(b"go\n")
-            standby.stdin.close()
-            self._process = standby
-        else:
-            self._process = self._spawn(waiting=False)
+        self._process = self._spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -77,8 +139,6 @@ class GuardProcess:
                 raise RuntimeError(f"guard exited with {code}: {self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    if self.standby:
-                        self._standby = self._spawn(waiting=True)
                     return self.url
             except httpx.HTTPError:
                 pass
@@ -90,12 +150,15 @@ class GuardProcess:
         self._signal(signal.SIGKILL)
 
     def stop(self) -> None:
-        """SIGTERM, and the standby (if any) is dropped."""
+        """SIGTERM; a zygote (with `standby`) goes too."""
         self._signal(signal.SIGTERM)
-        standby, self._standby = self._standby, None
-        if standby is not None:
-            standby.kill()
-            standby.wait()
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.kill()
+            zygote.wait()
+            for pipe in (zygote.stdin, zygote.stdout):
+                if pipe is not None:
+                    pipe.close()
 
     def hangup(self) -> None:
         """SIGHUP: the guard reloads its config file."""
