@@ -4,9 +4,12 @@ One simulated cluster holds six Deployments (rolling x2, canary by replicas, can
 HTTPRoute, blue-green x2), each with its own Service, traffic and Prometheus series. Each lane
 submits releases one after another, good and bad alternating, with an idempotency key per
 release that it re-sends until the guard answers (a kill may land between the commit and the
-answer). The guard is killed (seeded RNG; the seed is printed, `CRASH_SEED` replays it) after a
-random time alive, and restarted, until at least `KILLS` kills have landed while rollouts were
-in flight; then every rollout is left to finish and the cluster, records and alerts are checked.
+answer). In a quarter of the guard's lives every write to the API server is 0.3 s slower, so
+kills also land between storing a step and finishing its Kubernetes actions. The guard is
+killed (seeded RNG; the seed is printed, `CRASH_SEED` replays it) after a random time alive,
+and restarted, until at least `KILLS` kills have landed while rollouts were in flight (read from
+the dead guard's database, with how many caught actions stored but not yet done); then every
+rollout is left to finish and the cluster, records and alerts are checked.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ from guard.sim.workload import TrafficProfile, Workload
 
 NS = "fleet"
 KILLS = 50
+SLOW_WRITES = 0.25  # the share of guard lives in which every API write takes 0.3 s more
 BAD_PROFILE = TrafficProfile(error_rate=0.08, latency_p50_seconds=0.08, latency_p99_seconds=0.3)
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -242,38 +248,58 @@ def test_guard_killed_at_random_moments_loses_and_repeats_nothing(
     rng = random.Random(seed)
     lanes = [Lane(lane.name, lane.strategy, lane.route, lane.index) for lane in LANES]
     guard = GuardProcess(_config(fleet, tmp_path), tmp_path / "guard.log", standby=True)
-    kills = landed = 0
+    database = tmp_path / "data" / "guard.db"
+    kills = landed = mid_action = 0
     began = time.monotonic()
-    guard.start(timeout=60)
-    deadline = time.monotonic() + 420
-    while landed < KILLS:
-        assert time.monotonic() < deadline, f"only {landed} kills landed in time"
-        alive_until = time.monotonic() + rng.uniform(0.2, 1.5)
-        while time.monotonic() < alive_until:
-            _drive(guard, lanes, submit_more=True)
-            time.sleep(0.2)
-        in_flight = any(lane.busy for lane in lanes)
-        guard.kill()
-        kills += 1
-        landed += in_flight
-        guard.start(timeout=60)
-        if kills % 10 == 0:
-            print(f"{kills} kills, {landed} in flight, {time.monotonic() - began:.0f}s")
-
-    drain = time.monotonic() + 180
-    while any(lane.busy for lane in lanes):
-        assert time.monotonic() < drain, [(x.name, x.current, x.pending_key) for x in lanes]
-        _drive(guard, lanes, submit_more=False)
-        time.sleep(0.3)
     try:
-        _check(fleet, guard, lanes, kills=kills, landed=landed)
+        guard.start(timeout=60)
+        deadline = time.monotonic() + 420
+        while landed < KILLS:
+            assert time.monotonic() < deadline, f"only {landed} kills landed in time"
+            fleet.kube.clear_faults()
+            if rng.random() < SLOW_WRITES:
+                for method in ("POST", "PUT", "PATCH", "DELETE"):
+                    fleet.kube.inject_fault(method, status=0, delay_seconds=0.3, count=None)
+            alive_until = time.monotonic() + rng.uniform(0.2, 1.5)
+            while time.monotonic() < alive_until:
+                _drive(guard, lanes, submit_more=True)
+                time.sleep(0.2)
+            guard.kill()
+            kills += 1
+            active, acting = _at_the_kill(database)
+            landed += active > 0
+            mid_action += acting > 0
+            guard.start(timeout=60)
+            if kills % 10 == 0:
+                print(f"{kills} kills, {landed} in flight, {time.monotonic() - began:.0f}s")
+
+        fleet.kube.clear_faults()
+        drain = time.monotonic() + 180
+        while any(lane.busy for lane in lanes):
+            assert time.monotonic() < drain, [(x.name, x.current, x.pending_key) for x in lanes]
+            _drive(guard, lanes, submit_more=False)
+            time.sleep(0.3)
+        print(
+            f"crash test: {kills} kills, {landed} with rollouts in flight, {mid_action} with "
+            f"Kubernetes actions committed but not yet done, {time.monotonic() - began:.0f}s"
+        )
+        _check(fleet, guard, lanes)
     finally:
         guard.stop()
 
 
-def _check(
-    fleet: Fleet, guard: GuardProcess, lanes: list[Lane], *, kills: int, landed: int
-) -> None:
+def _at_the_kill(database: Path) -> tuple[int, int]:
+    """Rollouts unfinished, and those with actions stored but not done, as the guard died."""
+    terminal = ", ".join(f"'{state}'" for state in TERMINAL)
+    with closing(sqlite3.connect(database)) as db:
+        active, acting = db.execute(
+            f"SELECT count(*), count(CASE WHEN pending_actions != '[]' THEN 1 END) "
+            f"FROM rollouts WHERE state NOT IN ({terminal})"
+        ).fetchone()
+    return int(active), int(acting)
+
+
+def _check(fleet: Fleet, guard: GuardProcess, lanes: list[Lane]) -> None:
     with guard.client() as client:
         rollouts = client.get("/v1/rollouts", params={"limit": 1000}).json()
         views = {r["id"]: client.get(f"/v1/rollouts/{r['id']}").json() for r in rollouts}
@@ -291,10 +317,7 @@ def _check(
             outcomes[(lane.strategy + ("+route" if lane.route else ""), view["state"])] += 1
         _check_cluster(fleet, lane)
     alerts = _check_alerts(fleet, guard, views)
-    print(
-        f"crash test: {kills} kills, {landed} with rollouts in flight, "
-        f"{len(views)} rollouts: {dict(sorted(outcomes.items()))}, {alerts} alert deliveries"
-    )
+    print(f"{len(views)} rollouts: {dict(sorted(outcomes.items()))}; {alerts}")
 
 
 def _check_record(view: dict[str, Any], good: bool) -> None:
@@ -343,7 +366,7 @@ def _check_cluster(fleet: Fleet, lane: Lane) -> None:
     assert services == {x.name for x in LANES}, services
 
 
-def _check_alerts(fleet: Fleet, guard: GuardProcess, views: dict[str, Any]) -> int:
+def _check_alerts(fleet: Fleet, guard: GuardProcess, views: dict[str, Any]) -> str:
     """Each rollout's alerts are in the outbox, and every delivery reached the receiver."""
     deadline = time.monotonic() + 60
     with guard.client() as client:
@@ -371,4 +394,5 @@ def _check_alerts(fleet: Fleet, guard: GuardProcess, views: dict[str, Any]) -> i
     }
     missing = {d["dedup_key"] for d in deliveries} - keys
     assert not missing, missing
-    return len(deliveries)
+    received = len(fleet.receiver.requests())
+    return f"{len(deliveries)} alert deliveries, {received} requests at the receiver"
