@@ -192,8 +192,9 @@ def _config(fleet: Fleet, tmp_path: Path) -> Path:
         "alerts": {
             "receivers": {"hook": {"type": "webhook", "url": f"{fleet.receiver.url}/hook",
                                    "hmac_key_file": str(key)}},
+            # A send cut short by a kill is retried once its claim's lease lapses.
             "delivery": {"poll_seconds": 0.2, "initial_backoff_seconds": 0.2,
-                         "max_backoff_seconds": 1, "timeout_seconds": 2},
+                         "max_backoff_seconds": 1, "timeout_seconds": 2, "lease_seconds": 5},
         },
     }  # fmt: skip
     path = tmp_path / "guard.yaml"
@@ -284,6 +285,7 @@ def test_guard_killed_at_random_moments_loses_and_repeats_nothing(
             f"Kubernetes actions committed but not yet done, {time.monotonic() - began:.0f}s"
         )
         _check(fleet, guard, lanes)
+        print(f"checked after {time.monotonic() - began:.0f}s")
     finally:
         guard.stop()
 
