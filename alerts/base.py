@@ -31,6 +31,8 @@ class AlertKind(enum.StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
     ROLLOUT_FAILED = "rollout_failed"
     PROMOTED = "promoted"
+    CONFIG_REFUSED = "config_refused"
+    CONFIG_RELOADED = "config_reloaded"
 
     @property
     def firing(self) -> bool:
@@ -44,6 +46,7 @@ FIRING_KINDS = frozenset(
         AlertKind.ROLLBACK_STARTED,
         AlertKind.ROLLBACK_FAILED,
         AlertKind.ROLLOUT_FAILED,
+        AlertKind.CONFIG_REFUSED,
     }
 )
 
@@ -59,7 +62,7 @@ class AlertEvent(BaseModel):
     id: str = Field(description="Stable per rollout, kind and episode: '<rollout>/<kind>/<n>'")
     kind: AlertKind
     at: datetime
-    rollout_id: str
+    rollout_id: str = Field(description="Empty for the guard's own events (config reloads)")
     namespace: str
     deployment: str
     service: str
@@ -87,7 +90,7 @@ class AlertEvent(BaseModel):
 
     @property
     def target(self) -> str:
-        return f"{self.namespace}/{self.deployment}"
+        return f"{self.namespace}/{self.deployment}" if self.namespace else self.deployment
 
 
 @dataclass(frozen=True)

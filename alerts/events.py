@@ -24,7 +24,10 @@ DEFAULT_SEVERITY = {
     AlertKind.ROLLBACK_STARTED: Severity.HIGH,
     AlertKind.HOLD: Severity.MEDIUM,
     AlertKind.PREFLIGHT_REFUSED: Severity.MEDIUM,
+    AlertKind.CONFIG_REFUSED: Severity.HIGH,
 }
+GUARD = "deploy-guard"
+CONFIG_INCIDENT = f"{GUARD}/config"
 CLEARS_HOLD = frozenset({Verdict.CONTINUE, Verdict.PROMOTE})
 
 
@@ -182,3 +185,37 @@ def _rollback_seconds(kind: AlertKind, change: Change, incident: AlertEvent | No
     if incident.kind is not AlertKind.ROLLBACK_STARTED:
         return None
     return (change.now - incident.at).total_seconds()
+
+
+def config_event(
+    kind: AlertKind, *, source: str, message: str, now: datetime, guard_url: str | None = None
+) -> AlertEvent:
+    """The guard's own alert about its config file: a reload refused (firing: the file on disk
+    is not what runs) or, after a refusal, one applied (resolving that incident).
+
+    Not about a rollout, so `rollout_id` and `namespace` are empty and `deployment` and
+    `service` name the guard; routes filtering by service match it as `deploy-guard`.
+    """
+    refused = kind is AlertKind.CONFIG_REFUSED
+    return AlertEvent(
+        id=f"{GUARD}/{kind.value}/{now.isoformat()}",
+        kind=kind,
+        at=now,
+        rollout_id="",
+        namespace="",
+        deployment=GUARD,
+        service=GUARD,
+        strategy="",
+        step="config reload",
+        severity=DEFAULT_SEVERITY[AlertKind.CONFIG_REFUSED] if refused else Severity.NONE,
+        incident_key=CONFIG_INCIDENT,
+        incident_severity=None if refused else DEFAULT_SEVERITY[AlertKind.CONFIG_REFUSED],
+        summary=(f"config {source} refused: " if refused else f"config {source} applied: ")
+        + message.splitlines()[0],
+        action="kept the config in force and refused the new file"
+        if refused
+        else "applied the new config",
+        outcome=f"refused: {message}" if refused else message,
+        message=message,
+        links={"guard": guard_url} if guard_url else {},
+    )

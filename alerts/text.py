@@ -15,6 +15,8 @@ TITLES = {
     AlertKind.ROLLBACK_FAILED: "Rollback FAILED",
     AlertKind.ROLLOUT_FAILED: "Rollout failed",
     AlertKind.PROMOTED: "Rollout promoted",
+    AlertKind.CONFIG_REFUSED: "New config refused; the old one stays in force",
+    AlertKind.CONFIG_RELOADED: "Config reloaded",
 }
 
 

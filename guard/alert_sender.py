@@ -21,6 +21,7 @@ from alerts.base import HttpPost, LogLine, Outbound, ReceiverSettings, RenderCon
 from alerts.config import AlertsConfig
 from alerts.registry import get_notifier
 from alerts.secrets import SecretUnavailable, read_secret, redact
+from guard.backoff import backoff_seconds
 from guard.metrics import GuardMetrics
 from guard.outbox import Claimed, Outbox
 
@@ -54,13 +55,6 @@ class DeliveryError(Exception):
         self.retry = retry
 
 
-def backoff_seconds(attempt: int, *, initial: float, cap: float, jitter: float) -> float:
-    """Exponential backoff with jitter: `min(cap, initial * 2**(attempt-1))`, then scaled by
-    `0.5 + jitter / 2` (jitter in [0, 1)), so replicas and receivers never retry in lock-step."""
-    base = min(cap, initial * 2.0 ** max(0, attempt - 1))
-    return base * (0.5 + jitter / 2)
-
-
 class AlertSender:
     """One sender per guard process; safe to run in several replicas against one store."""
 
@@ -86,6 +80,12 @@ class AlertSender:
         self._redacting = RedactingFilter()
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(self._redacting)
+
+    def reconfigure(self, config: AlertsConfig) -> None:
+        """Receivers and delivery tuning from a reloaded config; a send in flight finishes with
+        the receiver it started with."""
+        self.config = config
+        self.receivers = config.effective_receivers()
 
     async def close(self) -> None:
         for name in REDACTED_LOGGERS:

@@ -46,17 +46,20 @@ def serve(
 ) -> None:
     """Run the guard's API and scheduler."""
     import logging
+    import signal
 
     import uvicorn
 
     from guard.api import create_app
 
     settings = _load(config)
+    # Until the app installs its reload handler, a SIGHUP must not end the process (the default).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every request URL at INFO, credentials in a Prometheus URL included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, config_path=config),
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_level="info",

@@ -294,6 +294,22 @@ class KubernetesConfig(_Strict):
     kubeconfig: Path | None = Field(default=None, description="None: in-cluster, else kubeconfig")
     context: str | None = None
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    retry_attempts: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries within one call on 5xx, 429, 409 Conflict, timeouts, lost connections",
+    )
+    retry_initial_backoff_seconds: float = Field(
+        default=0.2, gt=0, le=10, description="Doubles per retry (capped at 5 s), with jitter"
+    )
+    give_up_after_seconds: float = Field(
+        default=300,
+        gt=0,
+        le=86400,
+        description="A rollout whose Kubernetes calls keep failing (API down, 5xx) this long "
+        "fails and alerts instead of retrying forever",
+    )
 
 
 class SchedulerConfig(_Strict):

@@ -90,6 +90,7 @@ class Engine:
         self.metrics = metrics
         self.clock = clock
         self._lock = asyncio.Lock()
+        self._kube_failing_since: dict[str, datetime] = {}
 
     async def tick(self) -> None:
         """Advance all active rollouts; one failing rollout never stops the others."""
@@ -129,29 +130,68 @@ class Engine:
             await asyncio.gather(*(self._decide_safely(p) for p in decided))
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
+    async def reconfigure(self, config: GuardConfig) -> None:
+        """Swap the whole config between ticks (never during one), so a tick sees one config."""
+        async with self._lock:
+            self.config = config
+
     async def _prepare_safely(self, rollout: ActiveRollout) -> Prepared | None:
         try:
-            return await self._prepare(rollout)
+            prepared = await self._prepare(rollout)
         except Exception as exc:
-            self._failed(rollout.id, exc)
+            await self._failed(rollout, exc)
             return None
+        if prepared is None:
+            self._kube_failing_since.pop(rollout.id, None)
+        return prepared
 
     async def _decide_safely(self, prepared: Prepared) -> None:
         try:
             await self._decide(prepared)
         except Exception as exc:
-            self._failed(prepared.rollout.id, exc)
-
-    def _failed(self, rollout_id: str, exc: Exception) -> None:
-        if isinstance(exc, LeaseLost):
-            log.warning("rollout %s: another replica took it over; dropped: %s", rollout_id, exc)
-        elif isinstance(exc, KubeError):
-            self.metrics.kubernetes_errors.inc()
-            log.warning(
-                "rollout %s: Kubernetes call failed, retrying next tick: %s", rollout_id, exc
-            )
+            await self._failed(prepared.rollout, exc)
         else:
-            log.error("rollout %s: tick failed; retrying next tick", rollout_id, exc_info=exc)
+            self._kube_failing_since.pop(prepared.rollout.id, None)
+
+    async def _failed(self, rollout: ActiveRollout, exc: Exception) -> None:
+        """Log a failed tick; a rollout whose Kubernetes calls have failed (after each call's
+        own retries) for `kubernetes.give_up_after_seconds` fails and alerts.
+
+        The clock lives in this process: a restarted guard gives a failing API a fresh period.
+        """
+        if isinstance(exc, LeaseLost):
+            log.warning("rollout %s: another replica took it over; dropped: %s", rollout.id, exc)
+            self._kube_failing_since.pop(rollout.id, None)
+            return
+        if not isinstance(exc, KubeError):
+            log.error("rollout %s: tick failed; retrying next tick", rollout.id, exc_info=exc)
+            return
+        self.metrics.kubernetes_errors.inc()
+        now = self.clock()
+        since = self._kube_failing_since.setdefault(rollout.id, now)
+        failing = (now - since).total_seconds()
+        limit = self.config.kubernetes.give_up_after_seconds
+        if failing < limit:
+            log.warning(
+                "rollout %s: Kubernetes call failed, retrying next tick (failing for %.0fs, "
+                "giving up after %.0fs): %s", rollout.id, failing, limit, exc,
+            )  # fmt: skip
+            return
+        message = (
+            f"Kubernetes calls kept failing for {failing:.0f}s (kubernetes.give_up_after_seconds"
+            f" = {limit:.0f}); stopped retrying, a human is needed. Last error: {exc}"
+        )
+        log.error("rollout %s: %s", rollout.id, message)
+        try:
+            # This tick may have stored a step before its action failed: fail from that one.
+            active = await asyncio.to_thread(self.store.active)
+            current = next((r for r in active if r.id == rollout.id), None)
+            if current is not None:
+                await self._give_up(replace(current, fence=rollout.fence), message)
+        except Exception as error:
+            log.error("rollout %s: could not record the failure", rollout.id, exc_info=error)
+            return
+        self._kube_failing_since.pop(rollout.id, None)
 
     async def _prepare(self, rollout: ActiveRollout) -> Prepared | None:
         if rollout.pending_actions:
@@ -160,7 +200,8 @@ class Engine:
             except KubeError as exc:
                 if exc.retryable:
                     raise
-                await self._give_up(rollout, exc)
+                message = f"Kubernetes refused a change and will not accept it on retry: {exc}"
+                await self._give_up(rollout, message)
                 return None
         request = rollout.request
         deployment = await asyncio.to_thread(
@@ -272,10 +313,9 @@ class Engine:
             self.metrics.rollouts.labels(outcome=transition.state.value).inc()
             await asyncio.to_thread(self.metrics.rollout_ended, self.store, rollout.id)
 
-    async def _give_up(self, rollout: ActiveRollout, error: KubeError) -> None:
-        """Kubernetes refused a change for good (403, 404, 422): fail clearly and alert, rather
-        than replaying the same patch every tick forever."""
-        message = f"Kubernetes refused a change and will not accept it on retry: {error}"
+    async def _give_up(self, rollout: ActiveRollout, message: str) -> None:
+        """Kubernetes refused a change for good (403, 404, 422), or kept failing too long: fail
+        clearly and alert, rather than replaying the same patch every tick forever."""
         failed = Transition(
             state=RolloutState.FAILED,
             step="failed",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from guard import cluster as cl
+from guard.backoff import backoff_seconds
 from guard.config import KubernetesConfig
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -104,21 +106,45 @@ def pod_template_of(template: dict[str, Any]) -> dict[str, Any]:
 
 
 class KubeClient:
-    """Reads and patches Deployments through the official client, with bounded retries."""
+    """Reads and patches Deployments through the official client, with bounded retries.
 
-    def __init__(self, config: KubernetesConfig, *, retries: int = 3) -> None:
+    Within one call, 5xx, 429, timeouts and connection errors are retried `retry_attempts`
+    times with exponential backoff and jitter, so a blip of the API server costs a second,
+    not a tick. A 409 Conflict is retried the same way, and every retry re-reads: patches
+    carry no resourceVersion (the server applies them to the object as it is now) and the one
+    read-modify-write (`set_route_weights`) reads again inside its retried unit. 409
+    AlreadyExists on a create is final here; the caller updates the existing object instead.
+    What still fails is raised as `KubeError`; the engine decides how long to keep trying.
+    """
+
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        settings = k8s.Configuration()
         if config.kubeconfig is None:
-            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api_client = k8s.ApiClient()
+            k8s_config.load_incluster_config(client_configuration=settings)  # type: ignore[no-untyped-call]
         else:
-            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(config.kubeconfig), context=config.context
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(config.kubeconfig),
+                context=config.context,
+                client_configuration=settings,
             )
+        # urllib3 would silently retry timeouts 3 times per attempt; the loop in `_call` is the
+        # one place that retries, so its bound is the real one.
+        settings.retries = False
+        api_client = k8s.ApiClient(settings)
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
         self._timeout = config.request_timeout_seconds
-        self._retries = retries
+        self._retries = config.retry_attempts
+        self._backoff = config.retry_initial_backoff_seconds
+        self._sleep = sleep
+        self._jitter = jitter
         self.calls = 0
 
     def read_deployment(self, namespace: str, name: str) -> DeploymentSnapshot | None:
@@ -357,23 +383,39 @@ class KubeClient:
         return data
 
     def _call(self, call: Callable[[], T]) -> T:
-        delay = 0.2
-        for attempt in range(self._retries + 1):
+        for attempt in range(1, self._retries + 2):
             self.calls += 1
             try:
                 return call()
             except ApiException as exc:
-                retryable = exc.status in (409, 429) or exc.status >= 500
-                if not retryable or attempt == self._retries:
+                retryable = _retryable(exc)
+                if not retryable or attempt > self._retries:
                     raise KubeError(
                         _api_message(exc), status=exc.status, retryable=retryable
                     ) from exc
             except Exception as exc:  # urllib3 connection and timeout errors
-                if attempt == self._retries:
+                if attempt > self._retries:
                     raise KubeError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-            time.sleep(delay)
-            delay *= 2
+            self._sleep(
+                backoff_seconds(attempt, initial=self._backoff, cap=5.0, jitter=self._jitter())
+            )
         raise AssertionError("unreachable")
+
+
+def _retryable(exc: ApiException) -> bool:
+    """Worth asking again: the server was busy or broken, or another writer got there first.
+    AlreadyExists is a 409 too, but asking again cannot change its answer."""
+    if exc.status == 409:
+        return _reason(exc) != "AlreadyExists"
+    status = int(exc.status or 0)
+    return status == 429 or status >= 500
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("reason", ""))
+    except ValueError:
+        return ""
 
 
 def _owners(obj: dict[str, Any]) -> list[dict[str, Any]]:

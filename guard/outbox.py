@@ -49,7 +49,8 @@ class AlertEventRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(200), unique=True)
-    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    # None for the guard's own events (a config reload), which belong to no rollout.
+    rollout_id: Mapped[str | None] = mapped_column(ForeignKey("rollouts.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -130,7 +131,7 @@ def record(
             continue
         row = AlertEventRow(
             event_id=event.id,
-            rollout_id=event.rollout_id,
+            rollout_id=event.rollout_id or None,
             kind=event.kind.value,
             at=event.at,
             body=event.model_dump(mode="json"),
@@ -163,7 +164,8 @@ def history(session: Session, rollout_ids: Sequence[str]) -> dict[str, list[Aler
         .order_by(AlertEventRow.id)
     )
     for row in rows:
-        found[row.rollout_id].append(AlertEvent.model_validate(row.body))
+        if row.rollout_id is not None:
+            found[row.rollout_id].append(AlertEvent.model_validate(row.body))
     return found
 
 
@@ -172,6 +174,12 @@ class Outbox:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+
+    def add(self, routed: Sequence[RoutedAlert], *, now: datetime, expire_after: float) -> None:
+        """Record events that belong to no rollout transition (the guard's own), in their own
+        transaction."""
+        with self._sessions.begin() as session:
+            record(session, routed, now=now, expire_after=expire_after)
 
     def claim(
         self, *, now: datetime, limit: int, lease_seconds: float, token: str
@@ -340,7 +348,7 @@ def _view(delivery: DeliveryRow, event: AlertEventRow) -> DeliveryView:
         dedup_key=delivery.dedup_key,
         event_id=event.event_id,
         kind=event.kind,
-        rollout_id=event.rollout_id,
+        rollout_id=event.rollout_id or "",
         receiver=delivery.receiver,
         status=delivery.status,
         attempts=delivery.attempts,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from guard.sim.guard_process import GuardProcess
 from guard.sim.stack import SimulatedStack
@@ -155,3 +156,49 @@ def test_deploy_wait_rides_out_a_guard_restart(stack: SimulatedStack, guard: Gua
     assert "guard unavailable" in first_complaint
     assert waiting.returncode == 0, out + err
     assert "promoted" in out
+
+
+def test_a_kubernetes_api_that_keeps_failing_ends_the_rollout_with_an_alert(
+    stack: SimulatedStack, tmp_path: Path
+) -> None:
+    config = stack.guard_config(tmp_path / "data", interval_seconds=1)
+    config["kubernetes"] |= {"give_up_after_seconds": 3, "retry_initial_backoff_seconds": 0.05}
+    path = tmp_path / "guard.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    stack.kube.inject_fault(
+        method="PATCH", path_regex=r".*/deployments/checkout$", status=503, count=None
+    )
+    with GuardProcess(path, tmp_path / "guard.log") as guard:
+        rollout = guard.wait_for(submit(guard, GOOD)["id"], timeout=90)
+        stack.kube.clear_faults()
+        with guard.client() as client:
+            alerts = client.get("/v1/alerts", params={"rollout_id": rollout["id"]}).json()
+
+    assert rollout["state"] == "failed"
+    assert rollout["outcome_reason"] == "kubernetes_error"
+    assert "kept failing" in rollout["message"] and "503" in rollout["message"]
+    assert "kubernetes.give_up_after_seconds" in rollout["message"]
+    assert stack.images() == {"checkout": "registry/checkout:1.4.1"}
+    assert [a["kind"] for a in alerts] == ["rollout_failed"]
+
+
+def test_transient_api_faults_are_absorbed_within_each_call(
+    stack: SimulatedStack, tmp_path: Path
+) -> None:
+    config = stack.guard_config(tmp_path / "data", interval_seconds=1)
+    config["kubernetes"] |= {"request_timeout_seconds": 1, "retry_initial_backoff_seconds": 0.05}
+    path = tmp_path / "guard.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    deployment = r".*/deployments/checkout$"
+    with GuardProcess(path, tmp_path / "guard.log") as guard:
+        stack.kube.clear_requests_log()
+        stack.kube.inject_fault(method="PATCH", path_regex=deployment, status=500, count=2)
+        stack.kube.inject_fault(method="PATCH", path_regex=deployment, status=409, count=1)
+        stack.kube.inject_fault(method="GET", path_regex=deployment, status=0, delay_seconds=2)
+        rollout = guard.wait_for(submit(guard, GOOD)["id"], timeout=90)
+
+    assert rollout["state"] == "promoted"
+    assert stack.images() == {"checkout": GOOD}
+    statuses = [r.status for r in stack.kube.requests_log if r.method == "PATCH"]
+    assert statuses[:4] == [500, 500, 409, 200], statuses
+    assert "Kubernetes call failed" not in guard.log_path.read_text()

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
 
 from guard.sim.kubeapi import discovery, errors, resources
 from guard.sim.kubeapi.errors import ApiError
@@ -92,6 +93,12 @@ class Handler:
         target = resolve(path)
         watch = query.get("watch", "").lower() in ("1", "true")
         verb = _verb(method, target, watch)
+        try:
+            # Received whole before any answer, as by an API server: a slow answer still
+            # applies the change even if the client is gone by then.
+            await request.body()
+        except ClientDisconnect:
+            return Response(status_code=499)  # gone before the request arrived: nothing done
         fault = self.recorder.take_fault(method, path)
         response: Response
         if fault is not None and fault.delay_seconds > 0:
