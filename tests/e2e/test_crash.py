@@ -209,7 +209,8 @@ def _sha(key: str) -> str:
 def _drive(guard: GuardProcess, lanes: list[Lane], *, submit_more: bool) -> None:
     """One pass over the lanes: learn how the release in flight is doing, submit the next."""
     try:
-        with httpx.Client(base_url=guard.url, timeout=3) as client:
+        auth = {"Authorization": f"Bearer {guard.token}"}
+        with httpx.Client(base_url=guard.url, timeout=3, headers=auth) as client:
             for lane in lanes:
                 if lane.current is not None:
                     state = client.get(f"/v1/rollouts/{lane.current}").json()["state"]
