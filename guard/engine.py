@@ -20,7 +20,7 @@ from alerts.events import Change, derive_events
 from analyzers.base import Observation
 from guard.cluster import ClusterNeeds, ClusterSnapshot
 from guard.config import AnalysisConfig, GuardConfig
-from guard.kube import DeploymentSnapshot, KubeClient, KubeError
+from guard.kube import DeploymentSnapshot, KubeClient, KubeError, NamespaceSnapshot
 from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
 from guard.models import ControlCommand, RolloutState
@@ -93,10 +93,18 @@ class Engine:
             started = time.perf_counter()
             active = await asyncio.to_thread(self.store.active)
             self.metrics.active_rollouts.set(len(active))
+            calls_before = self.kube.calls
+            resumed = [r for r in await asyncio.gather(*map(self._resume_safely, active)) if r]
+            namespaces = await self._read_namespaces(resumed)
             prepared = [
                 p
                 for p in await asyncio.gather(
-                    *(self._prepare_safely(r, _blocker(r, active)) for r in active)
+                    *(
+                        self._prepare_safely(
+                            r, namespaces[r.request.namespace], _blocker(r, active)
+                        )
+                        for r in resumed
+                    )
                 )
                 if p
             ]
@@ -123,13 +131,67 @@ class Engine:
                 for p in prepared
             ]
             await asyncio.gather(*(self._decide_safely(p) for p in decided))
+            self.metrics.kubernetes_calls_last_tick.set(self.kube.calls - calls_before)
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
+    async def _resume_safely(self, rollout: ActiveRollout) -> ActiveRollout | None:
+        """Finish the actions an earlier tick committed but did not complete, before any read,
+        so this tick observes their effect. None when the rollout stops here for this tick."""
+        if not rollout.pending_actions:
+            return rollout
+        try:
+            await self._execute(rollout.id, rollout.pending_actions)
+        except KubeError as exc:
+            if exc.retryable:
+                self._failed(rollout.id, exc)
+            else:
+                await self._give_up(rollout, exc)
+            return None
+        except Exception as exc:
+            self._failed(rollout.id, exc)
+            return None
+        return replace(rollout, pending_actions=[])
+
+    async def _read_namespaces(
+        self, rollouts: list[ActiveRollout]
+    ) -> dict[str, NamespaceSnapshot | KubeError]:
+        """One listing per namespace for all its rollouts, with Services and HTTPRoutes only
+        where some strategy there needs them: the reads a tick makes do not grow with rollouts."""
+        wanted: dict[str, tuple[bool, bool]] = {}
+        for rollout in rollouts:
+            request = rollout.request
+            needs = get_strategy(request.strategy).needs(
+                request, self.config.service(request.service_name)
+            )
+            services, routes = wanted.get(request.namespace, (False, False))
+            wanted[request.namespace] = (
+                services or bool(needs.services),
+                routes or bool(needs.httproutes),
+            )
+
+        async def read(
+            namespace: str, services: bool, routes: bool
+        ) -> NamespaceSnapshot | KubeError:
+            try:
+                return await asyncio.to_thread(
+                    self.kube.read_namespace, namespace, services=services, httproutes=routes
+                )
+            except KubeError as exc:
+                return exc
+
+        found = await asyncio.gather(*(read(ns, *flags) for ns, flags in wanted.items()))
+        return dict(zip(wanted, found, strict=True))
+
     async def _prepare_safely(
-        self, rollout: ActiveRollout, blocker: str | None = None
+        self,
+        rollout: ActiveRollout,
+        namespace: NamespaceSnapshot | KubeError,
+        blocker: str | None = None,
     ) -> Prepared | None:
         try:
-            return await self._prepare(rollout, blocker)
+            if isinstance(namespace, KubeError):
+                raise namespace
+            return await self._prepare(rollout, namespace, blocker)
         except Exception as exc:
             self._failed(rollout.id, exc)
             return None
@@ -149,19 +211,11 @@ class Engine:
         else:
             log.error("rollout %s: tick failed; retrying next tick", rollout_id, exc_info=exc)
 
-    async def _prepare(self, rollout: ActiveRollout, blocker: str | None) -> Prepared | None:
-        if rollout.pending_actions:
-            try:
-                await self._execute(rollout.id, rollout.pending_actions)
-            except KubeError as exc:
-                if exc.retryable:
-                    raise
-                await self._give_up(rollout, exc)
-                return None
+    async def _prepare(
+        self, rollout: ActiveRollout, namespace: NamespaceSnapshot, blocker: str | None
+    ) -> Prepared | None:
         request = rollout.request
-        deployment = await asyncio.to_thread(
-            self.kube.read_deployment, request.namespace, request.deployment
-        )
+        deployment = namespace.deployment(request.deployment)
         config = self.config.analysis_for(request.service_name)
         if rollout.state is RolloutState.PENDING:
             gated = await self._gate(rollout, blocker, deployment, config)
@@ -170,7 +224,7 @@ class Engine:
             rollout = gated
         service = self.config.service(request.service_name)
         strategy = get_strategy(request.strategy)
-        cluster = await self._observe(request.namespace, strategy.needs(request, service))
+        cluster = await self._observe(namespace, strategy.needs(request, service))
         ctx = RolloutContext(
             rollout_id=rollout.id,
             request=request,
@@ -188,13 +242,10 @@ class Engine:
         target = strategy.analysis_target(ctx)
         return Prepared(rollout, ctx, target, _due(rollout.last_analysis_at, config, ctx.now))
 
-    async def _observe(self, namespace: str, needs: ClusterNeeds) -> ClusterSnapshot:
-        """The objects and smoke checks a strategy declared it needs, read concurrently."""
-        cluster = (
-            await asyncio.to_thread(self.kube.read_cluster, namespace, needs)
-            if needs
-            else ClusterSnapshot()
-        )
+    async def _observe(self, namespace: NamespaceSnapshot, needs: ClusterNeeds) -> ClusterSnapshot:
+        """The objects a strategy declared it needs, from this tick's listing, and its smoke
+        checks, run concurrently."""
+        cluster = namespace.cluster(needs)
         if not needs.probes:
             return cluster
         async with httpx.AsyncClient(timeout=self.config.prometheus.timeout_seconds) as client:
