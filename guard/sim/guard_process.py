@@ -64,6 +64,12 @@ class GuardProcess:
             time.sleep(0.1)
         raise TimeoutError(f"guard not ready after {timeout}s: {self.log_tail()}")
 
+    @property
+    def pid(self) -> int:
+        """The guard's process id (for reading its CPU and memory from /proc)."""
+        assert self._process is not None, "guard not started"
+        return self._process.pid
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run, as when a node dies."""
         self._signal(signal.SIGKILL)
