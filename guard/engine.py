@@ -28,7 +28,7 @@ from guard.outbox import RoutedAlert
 from guard.preflight import preflight, preflight_transition
 from guard.probe import probe
 from guard.prometheus import PrometheusClient
-from guard.store import ActiveRollout, Store
+from guard.store import ActiveRollout, Applied, Store
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
 from strategies.registry import get_strategy
 
@@ -130,7 +130,7 @@ class Engine:
                 replace(p, ctx=replace(p.ctx, observation=observations.get(p.rollout.id)))
                 for p in prepared
             ]
-            await asyncio.gather(*(self._decide_safely(p) for p in decided))
+            await self._decide(decided)
             self.metrics.kubernetes_calls_last_tick.set(self.kube.calls - calls_before)
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
@@ -196,11 +196,11 @@ class Engine:
             self._failed(rollout.id, exc)
             return None
 
-    async def _decide_safely(self, prepared: Prepared) -> None:
+    async def _execute_safely(self, rollout_id: str, actions: list[Action]) -> None:
         try:
-            await self._decide(prepared)
+            await self._execute(rollout_id, actions)
         except Exception as exc:
-            self._failed(prepared.rollout.id, exc)
+            self._failed(rollout_id, exc)
 
     def _failed(self, rollout_id: str, exc: Exception) -> None:
         if isinstance(exc, KubeError):
@@ -275,8 +275,8 @@ class Engine:
 
         async def measure(track: Track) -> Observation:
             target = AnalysisTarget(candidate=track)
-            batch = [MeasureRequest(rollout.id, request.namespace, target, config)]
-            return (await self.measurer.measure(batch, now))[rollout.id]
+            batch = MeasureRequest(rollout.id, request.namespace, target, config)
+            return await self.measurer.measure_one(batch, now)
 
         outcome = await preflight(
             request, deployment, config=self.config, analysis=config, measure=measure, now=now
@@ -289,34 +289,65 @@ class Engine:
             return None
         return replace(rollout, strategy_state=state)
 
-    async def _decide(self, prepared: Prepared) -> None:
-        rollout, ctx = prepared.rollout, prepared.ctx
+    async def _decide(self, prepared: list[Prepared]) -> None:
+        """Every rollout's step (pure), committed in one transaction, then the actions."""
         decided_from = time.perf_counter()
-        transition = get_strategy(rollout.request.strategy).step(ctx)
-        analysed_at = ctx.observation.at if ctx.observation else None
-        await self._store(rollout, transition, analysed_at=analysed_at)
-        if analysed_at is not None:
-            self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
-        if transition.actions:
-            await self._execute(rollout.id, transition.actions)
+        steps: list[tuple[ActiveRollout, Transition, datetime | None]] = []
+        for p in prepared:
+            try:
+                transition = get_strategy(p.rollout.request.strategy).step(p.ctx)
+            except Exception as exc:
+                self._failed(p.rollout.id, exc)
+                continue
+            steps.append(
+                (p.rollout, transition, p.ctx.observation.at if p.ctx.observation else None)
+            )
+        stored = await self._store_many(steps)
+        latency = time.perf_counter() - decided_from
+        for _, _, analysed_at in stored:
+            if analysed_at is not None:
+                self.metrics.decision_latency.observe(latency)
+        await asyncio.gather(
+            *(self._execute_safely(r.id, t.actions) for r, t, _ in stored if t.actions)
+        )
+
+    async def _store_many(
+        self, steps: list[tuple[ActiveRollout, Transition, datetime | None]]
+    ) -> list[tuple[ActiveRollout, Transition, datetime | None]]:
+        """Commit a tick's transitions together; if that fails, one by one, so a rollout whose
+        write fails cannot hold back the others. Returns the ones committed."""
+        if not steps:
+            return []
+        now = self.clock()
+        try:
+            applied = [Applied(r.id, t, at, tuple(self._alerts(r, t, now))) for r, t, at in steps]
+            await asyncio.to_thread(
+                self.store.apply_many,
+                applied,
+                now=now,
+                alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
+            )
+        except Exception:
+            if len(steps) == 1:
+                raise
+            stored = []
+            for step in steps:
+                try:
+                    stored += await self._store_many([step])
+                except Exception as exc:
+                    self._failed(step[0].id, exc)
+            return stored
+        for rollout, transition, _ in steps:
+            if transition.state.terminal:
+                self.metrics.rollouts.labels(outcome=transition.state.value).inc()
+                await asyncio.to_thread(self.metrics.rollout_ended, self.store, rollout.id)
+        return steps
 
     async def _store(
         self, rollout: ActiveRollout, transition: Transition, *, analysed_at: datetime | None
     ) -> None:
-        """Commit a transition with its alerts, off the event loop (SQLite may wait on a lock)."""
-        now = self.clock()
-        await asyncio.to_thread(
-            self.store.apply,
-            rollout.id,
-            transition,
-            analysed_at=analysed_at,
-            now=now,
-            alerts=self._alerts(rollout, transition, now),
-            alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
-        )
-        if transition.state.terminal:
-            self.metrics.rollouts.labels(outcome=transition.state.value).inc()
-            await asyncio.to_thread(self.metrics.rollout_ended, self.store, rollout.id)
+        """Commit one transition with its alerts, off the event loop (SQLite may wait on a lock)."""
+        await self._store_many([(rollout, transition, analysed_at)])
 
     async def _give_up(self, rollout: ActiveRollout, error: KubeError) -> None:
         """Kubernetes refused a change for good (403, 404, 422): fail clearly and alert, rather

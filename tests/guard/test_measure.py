@@ -396,3 +396,26 @@ def test_no_data_at_all_is_not_unavailable() -> None:
     assert observations["r-0"].unavailable == ()
     assert observations["r-0"].candidate is None
     assert client.query_errors == 0
+
+
+def test_single_measurements_asked_together_share_one_batch() -> None:
+    """Pre-flights started in the same tick each ask for one version; they cost one batch."""
+    fake = fleet(30)
+
+    async def go() -> list[Observation]:
+        prometheus = PrometheusClient(
+            "http://prometheus.test:9090", transport=httpx.MockTransport(fake)
+        )
+        try:
+            measurer = Measurer(prometheus)
+            return list(
+                await asyncio.gather(*(measurer.measure_one(rollout(i), AT) for i in range(30)))
+            )
+        finally:
+            await prometheus.close()
+
+    observations = asyncio.run(go())
+    assert len(fake.queries) == 3
+    for i, observation in enumerate(observations):
+        assert observation.candidate is not None
+        assert observation.candidate.requests == 100 + i
