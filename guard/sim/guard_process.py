@@ -26,14 +26,23 @@ def free_port() -> int:
 class GuardProcess:
     """`python -m guard serve --config FILE` on a free port; its log goes to a file."""
 
-    def __init__(self, config_path: Path, log_path: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.start_timeout = start_timeout
         self.config_path = config_path
         self.log_path = log_path
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> str:
+    def start(self, timeout: float | None = None) -> str:
+        timeout = timeout or self.start_timeout
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [
@@ -62,6 +71,7 @@ class GuardProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.kill()  # not left running: a failed __enter__ gets no __exit__
         raise TimeoutError(f"guard not ready after {timeout}s: {self.log_tail()}")
 
     @property

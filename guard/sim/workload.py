@@ -209,6 +209,13 @@ class Workload:
         with self._lock:
             return list(self._pods)
 
+    def rate_to(self, image: str) -> float:
+        """Requests per second now going to serving pods that run `image`, all entries together."""
+        with self._lock:
+            return sum(
+                self._rates.get(p.name, 0.0) for p in self._pods if p.serving and p.image == image
+            )
+
     def requests_served(
         self, pod_template_hash: str | None = None, code: str | None = None
     ) -> dict[str, int]:
