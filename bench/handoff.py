@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.common import emit
+from bench.profile import record, summary
 from guard.sim.guard_process import GuardProcess
 from guard.sim.kubeapi import KubeApiSimulator
 
@@ -91,11 +92,17 @@ async def _run(url: str, requests: int, concurrency: int) -> list[dict[str, Any]
     return [_figures("POST /v1/rollouts", *posted), _figures("GET /v1/rollouts/{id}", *fetched)]
 
 
-def main() -> None:
+COLUMNS = ("endpoint", "requests", "failures", "requests_per_second", "p50_ms", "p99_ms")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--profile", type=Path, help="directory for a py-spy profile of the guard (if installed)"
+    )
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp, KubeApiSimulator() as kube:
         workdir = Path(tmp)
         kube.write_kubeconfig(workdir / "kubeconfig")
@@ -106,15 +113,18 @@ def main() -> None:
             "scheduler": {"tick_seconds": 60},
         }
         (workdir / "guard.yaml").write_text(yaml.safe_dump(config))
-        with GuardProcess(workdir / "guard.yaml", workdir / "guard.log") as guard:
+        with GuardProcess(
+            workdir / "guard.yaml", workdir / "guard.log", start_timeout=120
+        ) as guard:
+            profiler = None
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profiler = record(guard.pid, 15, args.profile / "handoff.txt")
             results = asyncio.run(_run(guard.url, args.requests, args.concurrency))
-    print(f"{'endpoint':<24} {'requests':>8} {'fail':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for row in results:
-        print(
-            f"{row['endpoint']:<24} {row['requests']:>8} {row['failures']:>5} "
-            f"{row['requests_per_second']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8}"
-        )
-    print(json.dumps({"benchmark": "handoff", "concurrency": args.concurrency, "results": results}))
+            if profiler is not None and args.profile:
+                profiler.wait(timeout=60)
+                print(summary(args.profile / "handoff.txt"))
+    emit("handoff", results, COLUMNS, concurrency=args.concurrency)
 
 
 if __name__ == "__main__":
