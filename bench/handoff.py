@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import emit
+from bench.common import ProcessStats, emit
 from bench.profile import record, summary
 from guard.sim.guard_process import GuardProcess
 from guard.sim.kubeapi import KubeApiSimulator
@@ -73,7 +73,11 @@ def _figures(name: str, latencies: list[float], elapsed: float, failures: int) -
     }
 
 
-async def _run(url: str, requests: int, concurrency: int) -> list[dict[str, Any]]:
+async def _run(
+    url: str, requests: int, concurrency: int, server: ProcessStats
+) -> list[dict[str, Any]]:
+    """Both endpoints in turn, each with the guard's own CPU time per request: on a machine
+    shared with the load generator (and other work) that is steadier than throughput."""
     ids: list[str] = []
 
     async def post(client: httpx.AsyncClient, index: int) -> httpx.Response:
@@ -87,12 +91,25 @@ async def _run(url: str, requests: int, concurrency: int) -> list[dict[str, Any]
     async def get(client: httpx.AsyncClient, index: int) -> httpx.Response:
         return await client.get(f"/v1/rollouts/{ids[index % len(ids)]}")
 
-    posted = await _drive(url, requests, concurrency, post)
-    fetched = await _drive(url, requests, concurrency, get)
-    return [_figures("POST /v1/rollouts", *posted), _figures("GET /v1/rollouts/{id}", *fetched)]
+    rows = []
+    for name, make in (("POST /v1/rollouts", post), ("GET /v1/rollouts/{id}", get)):
+        cpu = server.cpu_seconds()
+        latencies, elapsed, failures = await _drive(url, requests, concurrency, make)
+        row = _figures(name, latencies, elapsed, failures)
+        row["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / requests * 1000, 2)
+        rows.append(row)
+    return rows
 
 
-COLUMNS = ("endpoint", "requests", "failures", "requests_per_second", "p50_ms", "p99_ms")
+COLUMNS = (
+    "endpoint",
+    "requests",
+    "failures",
+    "requests_per_second",
+    "p50_ms",
+    "p99_ms",
+    "server_cpu_ms",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profiler = record(guard.pid, 15, args.profile / "handoff.txt")
-            results = asyncio.run(_run(guard.url, args.requests, args.concurrency))
+            stats = ProcessStats(guard.pid)
+            results = asyncio.run(_run(guard.url, args.requests, args.concurrency, stats))
             if profiler is not None and args.profile:
                 profiler.wait(timeout=60)
                 print(summary(args.profile / "handoff.txt"))

@@ -76,8 +76,10 @@ class SimulatedStack:
         )
         self.prometheus.start()
         self.wait_complete(timeout)
+        window = max(5.0, 3 * s.scrape_interval_seconds)  # a rate needs two samples in it
         self.prometheus.wait_for_series(
-            f'sum(rate(http_requests_total{{namespace="{s.namespace}"}}[5s])) > 0', timeout=timeout
+            f'sum(rate(http_requests_total{{namespace="{s.namespace}"}}[{window:g}s])) > 0',
+            timeout=timeout,
         )
 
     @property
