@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         with GuardProcess(
             workdir / "guard.yaml", workdir / "guard.log", start_timeout=120
         ) as guard:
+            assert guard.pid is not None
             profiler = None
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)

@@ -176,7 +176,9 @@ def _watch(
     profile: Path | None,
 ) -> dict[str, Any]:
     """Wait until one tick analyses every rollout, then average the next `ticks` ticks."""
-    stats = ProcessStats(guard.pid)
+    pid = guard.pid
+    assert pid is not None, "guard not started"
+    stats = ProcessStats(pid)
     with guard.client() as client:
 
         def scrape() -> str:
@@ -196,7 +198,7 @@ def _watch(
             time.sleep(0.5)
             text = scrape()
         profiler = (
-            record(guard.pid, ticks * tick_seconds, profile / f"scale-{rollouts}.txt")
+            record(pid, ticks * tick_seconds, profile / f"scale-{rollouts}.txt")
             if profile
             else None
         )

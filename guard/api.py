@@ -66,6 +66,7 @@ def create_app(config: GuardConfig, *, run_scheduler: bool = True) -> FastAPI:
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            await asyncio.to_thread(store.release, engine.replica_id)  # others take over now
             await sender.close()
             await prometheus.close()
             store.close()

@@ -217,8 +217,27 @@ class ServerConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    """Where rollouts are kept, and how replicas share them.
+
+    SQLite (the default, a file in data_dir) serves one replica. For several replicas point
+    them all at one PostgreSQL database, e.g. `postgresql://guard:secret@db:5432/guard`
+    (psycopg 3): each unfinished rollout is then leased to one replica, renewed every tick, and
+    taken over by another within `lease_seconds` of its owner dying.
+    """
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql://user:pass@host:5432/db for several "
+        "replicas; default SQLite in data_dir (one replica)",
+    )
     data_dir: Path = Path("./data")
+    lease_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        description="A replica's hold on a rollout; another replica takes over this long after "
+        "it stops renewing. At least 3 ticks, and longer than one tick's Kubernetes calls",
+    )
 
     @property
     def resolved_url(self) -> str:
@@ -256,6 +275,12 @@ class GuardConfig(_Strict):
     @model_validator(mode="after")
     def _services_resolve(self) -> GuardConfig:
         problems: list[str] = []
+        if self.store.lease_seconds < 3 * self.scheduler.tick_seconds:
+            problems.append(
+                f"store.lease_seconds: {self.store.lease_seconds:g} is less than 3 ticks "
+                f"(scheduler.tick_seconds is {self.scheduler.tick_seconds:g}), so a live replica "
+                "could lose its rollouts between two ticks; raise it or lower the tick"
+            )
         for name, service in self.services.items():
             try:
                 self.analysis_for(name)
@@ -363,7 +388,7 @@ def _explain(
             )
         elif error["type"] == "value_error" and "ctx" in error:
             message = str(error["ctx"].get("error", message))
-        if (not loc and "\n" in message) or message.startswith("services."):
+        if (not loc and "\n" in message) or message.startswith(("services.", "store.")):
             problems += message.splitlines()
             continue
         problems.append(f"{path or '(top level)'}: {message}")

@@ -3,7 +3,10 @@ separate modules yet commit in one transaction."""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -25,3 +28,46 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     pass
+
+
+def engine_url(url: str) -> str:
+    """`postgresql://` (as PostgreSQL and most tools write it) means the psycopg 3 driver.
+
+    SQLAlchemy would pick psycopg2 for a bare `postgresql://`, which the guard does not ship.
+    """
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
+FLOAT_TAG = "__float__"
+
+
+def dumps_json(value: Any) -> str:
+    """JSON for the store's JSON columns, keeping infinities (a histogram's +Inf bucket).
+
+    Python writes them as the bare token `Infinity`, which SQLite keeps but PostgreSQL's JSON
+    type refuses, so they are written as {"__float__": "inf"} and read back as floats.
+    """
+    return json.dumps(_tag(value), allow_nan=False)
+
+
+def loads_json(text: str) -> Any:
+    return json.loads(text, object_hook=_untag)
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {FLOAT_TAG: repr(value)}
+    if isinstance(value, dict):
+        return {key: _tag(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tag(item) for item in value]
+    return value
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and isinstance(obj.get(FLOAT_TAG), str):
+        return float(obj[FLOAT_TAG])
+    return obj

@@ -3,6 +3,10 @@
 The order is the crash-safety argument: a transition and its actions are committed before the
 actions run, and cleared only after they succeed, so a restart repeats an unfinished patch
 (all of them are idempotent) and never skips one.
+
+With several replicas a tick drives only the rollouts this replica leased (`Store.claim`); every
+write carries the lease's fencing token, and the lease is renewed (checked still held) right
+before each batch of Kubernetes calls, so a replica that lost a rollout stops acting on it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from guard.outbox import RoutedAlert
 from guard.preflight import preflight, preflight_transition
 from guard.probe import probe
 from guard.prometheus import PrometheusClient
-from guard.store import ActiveRollout, Applied, Store
+from guard.store import ActiveRollout, Applied, LeaseLost, Store, new_replica_id
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
 from strategies.registry import get_strategy
 
@@ -76,7 +80,9 @@ class Engine:
         metrics: GuardMetrics,
         *,
         clock: Callable[[], datetime] = utcnow,
+        replica_id: str | None = None,
     ) -> None:
+        self.replica_id = replica_id or new_replica_id()
         self.config = config
         self.store = store
         self.kube = kube
@@ -91,7 +97,9 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
-            active = await asyncio.to_thread(self.store.active)
+            active = await asyncio.to_thread(
+                self.store.claim, self.replica_id, self.config.store.lease_seconds, self.clock()
+            )
             self.metrics.active_rollouts.set(len(active))
             calls_before = self.kube.calls
             resumed = [r for r in await asyncio.gather(*map(self._resume_safely, active)) if r]
@@ -99,12 +107,7 @@ class Engine:
             prepared = [
                 p
                 for p in await asyncio.gather(
-                    *(
-                        self._prepare_safely(
-                            r, namespaces[r.request.namespace], _blocker(r, active)
-                        )
-                        for r in resumed
-                    )
+                    *(self._prepare_safely(r, namespaces[r.request.namespace]) for r in resumed)
                 )
                 if p
             ]
@@ -140,7 +143,7 @@ class Engine:
         if not rollout.pending_actions:
             return rollout
         try:
-            await self._execute(rollout.id, rollout.pending_actions)
+            await self._execute(rollout, rollout.pending_actions)
         except KubeError as exc:
             if exc.retryable:
                 self._failed(rollout.id, exc)
@@ -186,24 +189,25 @@ class Engine:
         self,
         rollout: ActiveRollout,
         namespace: NamespaceSnapshot | KubeError,
-        blocker: str | None = None,
     ) -> Prepared | None:
         try:
             if isinstance(namespace, KubeError):
                 raise namespace
-            return await self._prepare(rollout, namespace, blocker)
+            return await self._prepare(rollout, namespace)
         except Exception as exc:
             self._failed(rollout.id, exc)
             return None
 
-    async def _execute_safely(self, rollout_id: str, actions: list[Action]) -> None:
+    async def _execute_safely(self, rollout: ActiveRollout, actions: list[Action]) -> None:
         try:
-            await self._execute(rollout_id, actions)
+            await self._execute(rollout, actions)
         except Exception as exc:
-            self._failed(rollout_id, exc)
+            self._failed(rollout.id, exc)
 
     def _failed(self, rollout_id: str, exc: Exception) -> None:
-        if isinstance(exc, KubeError):
+        if isinstance(exc, LeaseLost):
+            log.warning("rollout %s: another replica took it over; dropped: %s", rollout_id, exc)
+        elif isinstance(exc, KubeError):
             self.metrics.kubernetes_errors.inc()
             log.warning(
                 "rollout %s: Kubernetes call failed, retrying next tick: %s", rollout_id, exc
@@ -212,13 +216,13 @@ class Engine:
             log.error("rollout %s: tick failed; retrying next tick", rollout_id, exc_info=exc)
 
     async def _prepare(
-        self, rollout: ActiveRollout, namespace: NamespaceSnapshot, blocker: str | None
+        self, rollout: ActiveRollout, namespace: NamespaceSnapshot
     ) -> Prepared | None:
         request = rollout.request
         deployment = namespace.deployment(request.deployment)
         config = self.config.analysis_for(request.service_name)
         if rollout.state is RolloutState.PENDING:
-            gated = await self._gate(rollout, blocker, deployment, config)
+            gated = await self._gate(rollout, deployment, config)
             if gated is None:
                 return None
             rollout = gated
@@ -255,7 +259,6 @@ class Engine:
     async def _gate(
         self,
         rollout: ActiveRollout,
-        blocker: str | None,
         deployment: DeploymentSnapshot | None,
         config: AnalysisConfig,
     ) -> ActiveRollout | None:
@@ -266,7 +269,8 @@ class Engine:
         if ControlCommand.ABORT in rollout.commands or "preflight" in rollout.strategy_state:
             return rollout
         now = self.clock()
-        if blocker is not None:
+        if rollout.blocked_by is not None:
+            blocker = rollout.blocked_by
             message = f"waiting for rollout {blocker} of the same Deployment to finish first"
             waiting = Transition(rollout.state, "waiting", rollout.strategy_state, message=message)
             await self._store(rollout, waiting, analysed_at=None)
@@ -308,7 +312,7 @@ class Engine:
             if analysed_at is not None:
                 self.metrics.decision_latency.observe(latency)
         await asyncio.gather(
-            *(self._execute_safely(r.id, t.actions) for r, t, _ in stored if t.actions)
+            *(self._execute_safely(r, t.actions) for r, t, _ in stored if t.actions)
         )
 
     async def _store_many(
@@ -320,7 +324,9 @@ class Engine:
             return []
         now = self.clock()
         try:
-            applied = [Applied(r.id, t, at, tuple(self._alerts(r, t, now))) for r, t, at in steps]
+            applied = [
+                Applied(r.id, t, at, tuple(self._alerts(r, t, now)), r.fence) for r, t, at in steps
+            ]
             await asyncio.to_thread(
                 self.store.apply_many,
                 applied,
@@ -384,33 +390,20 @@ class Engine:
         alerts = self.config.alerts
         return [RoutedAlert(event, alerts.route(event)) for event in derive_events(change)]
 
-    async def _execute(self, rollout_id: str, actions: list[Action]) -> None:
+    async def _execute(self, rollout: ActiveRollout, actions: list[Action]) -> None:
+        """Run actions already committed, if this replica still holds the rollout."""
         for action in actions:
             if action.kind not in ALLOWED_ACTIONS:
                 raise ValueError(f"unknown action {action.kind!r}")
+        if rollout.fence is not None:
+            lease = self.config.store.lease_seconds
+            await asyncio.to_thread(
+                self.store.renew, rollout.id, rollout.fence, lease, self.clock()
+            )
+        for action in actions:
             await asyncio.to_thread(getattr(self.kube, action.kind), **action.params)
-        await asyncio.to_thread(self.store.actions_done, rollout_id)
+        await asyncio.to_thread(self.store.actions_done, rollout.id, rollout.fence)
 
 
 def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:
     return last is None or (now - last).total_seconds() >= config.interval_seconds * 0.95
-
-
-def _blocker(rollout: ActiveRollout, active: list[ActiveRollout]) -> str | None:
-    """An earlier unfinished rollout of the same Deployment (one being superseded), if any."""
-    if rollout.state is not RolloutState.PENDING:
-        return None
-    for other in active:
-        same = (other.request.namespace, other.request.deployment) == (
-            rollout.request.namespace,
-            rollout.request.deployment,
-        )
-        if other.id != rollout.id and same and _earlier(other, rollout):
-            return other.id
-    return None
-
-
-def _earlier(a: ActiveRollout, b: ActiveRollout) -> bool:
-    if a.submitted_at is None or b.submitted_at is None:
-        return False
-    return (a.submitted_at, a.id) < (b.submitted_at, b.id)

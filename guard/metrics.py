@@ -87,7 +87,9 @@ class GuardMetrics:
             registry=self.registry,
         )
         self.active_rollouts = Gauge(
-            "guard_active_rollouts", "Rollouts not yet ended.", registry=self.registry
+            "guard_active_rollouts",
+            "Rollouts not yet ended that this replica drives (all of them with one replica).",
+            registry=self.registry,
         )
         self.deployments = Counter(
             "guard_deployments_total",

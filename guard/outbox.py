@@ -4,9 +4,11 @@ Written in the same transaction as the rollout's state change (see `Store.apply`
 can neither be lost by a crash after the change nor sent for a change that was never stored.
 Each (event, receiver) pair is one delivery row with a unique dedup key. A sender claims rows
 with a conditional UPDATE (so two senders, in one guard or two replicas, never take the same
-row), sends, then marks them sent; a sent row is final and never claimed again. A claim that is
-never acknowledged (the sender died mid-request) expires after its lease and is retried:
-delivery is at least once, and receivers that honour the dedup key see it exactly once.
+row; on PostgreSQL it picks them ``FOR UPDATE SKIP LOCKED``, passing over rows another replica
+is claiming rather than waiting for it), sends, then marks them sent; a sent row is final and
+never claimed again. A claim that is never acknowledged (the sender died mid-request) expires
+after its lease and is retried: delivery is at least once, and receivers that honour the dedup
+key see it exactly once.
 """
 
 from __future__ import annotations
@@ -190,7 +192,11 @@ class Outbox:
         with self._sessions.begin() as session:
             candidates = list(
                 session.scalars(
-                    select(DeliveryRow.id).where(due).order_by(DeliveryRow.id).limit(limit)
+                    select(DeliveryRow.id)
+                    .where(due)
+                    .order_by(DeliveryRow.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
                 )
             )
             taken = [

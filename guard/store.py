@@ -3,18 +3,27 @@
 Every transition is committed before its Kubernetes actions run, and the actions stay recorded
 as pending until they are done, so a guard that dies at any moment resumes each rollout from
 the last committed step and repeats at most an idempotent patch.
+
+Several replicas share one PostgreSQL database: each unfinished rollout is leased to one replica
+(`claim`, a row lease with an expiry taken with ``FOR UPDATE SKIP LOCKED``), renewed every tick.
+Every change of owner increments the rollout's fencing token, and every write of a tick carries
+the token it was claimed with, so a replica that lost its lease (it stalled, another took over)
+has its writes refused with `LeaseLost` instead of overwriting the new owner's progress.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +34,14 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     event,
+    func,
+    inspect,
+    or_,
     select,
+    text,
+    true,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -34,7 +49,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from alerts.base import AlertEvent
 from guard import outbox as alert_outbox
-from guard.db import Base, UtcDateTime
+from guard.db import Base, UtcDateTime, dumps_json, engine_url, loads_json
 from guard.models import (
     TERMINAL_STATES,
     ControlCommand,
@@ -88,6 +103,25 @@ class RolloutRow(Base):
     rollback_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     rollback_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    fencing_token: Mapped[int] = mapped_column(Integer, default=0)
+
+
+LEASE_COLUMNS = {
+    "lease_owner": "VARCHAR(128)",
+    "lease_expires_at": "TIMESTAMP",
+    "fencing_token": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+class ReplicaRow(Base):
+    """Replicas seen lately, so each can take its fair share of new rollouts."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class DecisionRow(Base):
@@ -116,6 +150,23 @@ class Conflict(Exception):
     """The request cannot be taken as it stands; the message says why and what to do."""
 
 
+class LeaseLost(Exception):
+    """Another replica owns the rollout now (or it ended); this replica must not act on it."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who holds a rollout's lease, and the fencing token it was claimed with."""
+
+    owner: str
+    token: int
+
+
+def new_replica_id() -> str:
+    """Unique per process, readable in logs: hostname, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 @dataclass(frozen=True)
 class ActiveRollout:
     """What the engine needs of an unfinished rollout in one tick."""
@@ -131,6 +182,8 @@ class ActiveRollout:
     alert_history: list[AlertEvent] = field(default_factory=list)
     submitted_at: datetime | None = None
     command_notes: dict[str, str] = field(default_factory=dict)
+    fence: Fence | None = None
+    blocked_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +194,7 @@ class Applied:
     transition: Transition
     analysed_at: datetime | None
     alerts: tuple[alert_outbox.RoutedAlert, ...] = ()
+    fence: Fence | None = None  # the lease it was decided under (several replicas)
 
 
 class Store:
@@ -149,10 +203,16 @@ class Store:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url)
+        self.engine: Engine = create_engine(
+            engine_url(url),
+            pool_pre_ping=True,
+            json_serializer=dumps_json,
+            json_deserializer=loads_json,
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _add_lease_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
 
@@ -181,10 +241,23 @@ class Store:
         SQLite's driver starts a transaction only at the first write, so a read-then-write
         (is this key used? is a rollout active? which commands are queued?) is not atomic
         without it: two pipelines could start two rollouts on one Deployment, or an abort could
-        be lost to a concurrent tick. Several replicas need PostgreSQL (row locks) instead.
+        be lost to a concurrent tick. Across replicas PostgreSQL's row locks and `_serialize`
+        do the same.
         """
         with self._write_lock, self._sessions.begin() as session:
             yield session
+
+    def _serialize(self, session: Session, *keys: str) -> None:
+        """Hold PostgreSQL advisory locks on these keys until the transaction ends.
+
+        A read-then-insert (is this Deployment busy? is this idempotency key used?) has no row
+        to lock yet, so two replicas could both pass the check; the lock makes them take turns.
+        SQLite has one writer anyway.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        for key in sorted(keys):
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
     def submit(
         self, request: RolloutRequest, *, idempotency_key: str | None, now: datetime
@@ -193,6 +266,8 @@ class Store:
         payload = request.model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         with self._writing() as session:
+            locks = [f"deployment/{request.namespace}/{request.deployment}"]
+            self._serialize(session, *locks, *([f"key/{idempotency_key}"] * bool(idempotency_key)))
             if idempotency_key is not None:
                 existing = session.scalar(
                     select(RolloutRow).where(RolloutRow.idempotency_key == idempotency_key)
@@ -239,6 +314,7 @@ class Store:
                 submitted_at=now,
             )
             session.add(row)
+            session.flush()  # the row before its event: PostgreSQL checks the foreign key
             session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message="submitted"))
             session.flush()
             return self._view(session, row, decisions=False), True  # a new rollout has none
@@ -272,14 +348,132 @@ class Store:
             return [self._view(session, row, decisions=False) for row in session.scalars(query)]
 
     def active(self) -> list[ActiveRollout]:
-        terminal = [s.value for s in TERMINAL_STATES]
-        query = select(RolloutRow).where(RolloutRow.state.not_in(terminal))
+        """Every unfinished rollout, read only (no lease taken)."""
+        query = select(RolloutRow).where(_unfinished()).order_by(RolloutRow.submitted_at)
         with self._session() as session:
-            rows = [
-                _active(row) for row in session.scalars(query.order_by(RolloutRow.submitted_at))
-            ]
-            alerts = alert_outbox.history(session, [row.id for row in rows])
-        return [replace(row, alert_history=alerts[row.id]) for row in rows]
+            rows = list(session.scalars(query))
+            return self._hand_out(session, rows, None)
+
+    def claim(self, replica_id: str, lease_seconds: float, now: datetime) -> list[ActiveRollout]:
+        """Lease this replica's rollouts for `lease_seconds` and return them with their fence.
+
+        In one transaction: renew the leases it holds, take over those whose lease expired (the
+        owner died or stalled; the fencing token goes up) and take never-leased rollouts up to
+        a fair share (unfinished rollouts / replicas seen within two lease periods, so a slow
+        tick does not make a live replica look gone), so several replicas spread new work (on
+        SQLite, one replica by definition, it takes them all). ``FOR UPDATE SKIP LOCKED``
+        passes over rows another replica is claiming at this moment, so claims never wait on
+        each other nor take a row twice.
+        """
+        until = now + timedelta(seconds=lease_seconds)
+        stale = now - timedelta(seconds=2 * lease_seconds)
+        with self._writing() as session:
+            seen = session.get(ReplicaRow, replica_id)
+            if seen is None:
+                session.add(ReplicaRow(id=replica_id, seen_at=now))
+            else:
+                seen.seen_at = now
+            forgotten = now - timedelta(seconds=10 * lease_seconds)
+            session.execute(delete(ReplicaRow).where(ReplicaRow.seen_at < forgotten))
+            session.flush()
+            replicas = session.scalar(
+                select(func.count()).select_from(ReplicaRow).where(ReplicaRow.seen_at >= stale)
+            )
+            unfinished = session.scalar(
+                select(func.count()).select_from(RolloutRow).where(_unfinished())
+            )
+            share = max(1, math.ceil((unfinished or 0) / max(1, replicas or 1)))
+            takeable = or_(
+                RolloutRow.lease_owner.is_(None),
+                RolloutRow.lease_owner == replica_id,
+                RolloutRow.lease_expires_at < now,
+            )
+            if self.engine.dialect.name == "sqlite":
+                # One replica by definition: a lease held by someone else was this guard's
+                # before it restarted, so the new process resumes at once.
+                share, takeable = unfinished or 0, true()
+            candidates = session.scalars(
+                select(RolloutRow)
+                .where(_unfinished(), takeable)
+                .order_by(RolloutRow.submitted_at, RolloutRow.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            mine = sum(1 for row in candidates if row.lease_owner == replica_id)
+            taken: list[RolloutRow] = []
+            for row in candidates:
+                if row.lease_owner is None:
+                    if mine >= share:
+                        continue
+                    mine += 1
+                if row.lease_owner != replica_id:
+                    if row.lease_owner is not None:
+                        message = (
+                            f"replica {replica_id} took over from {row.lease_owner}, whose "
+                            f"lease expired"
+                        )
+                        session.add(
+                            EventRow(rollout_id=row.id, at=now, state=row.state, message=message)
+                        )
+                    row.lease_owner = replica_id
+                    row.fencing_token = (row.fencing_token or 0) + 1
+                row.lease_expires_at = until
+                taken.append(row)
+            session.flush()
+            return self._hand_out(session, taken, replica_id)
+
+    def renew(self, rollout_id: str, fence: Fence, lease_seconds: float, now: datetime) -> None:
+        """Extend a lease still held with this fence, before acting on it; else `LeaseLost`."""
+        with self._writing() as session:
+            row = _fenced(session, rollout_id, fence)
+            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+
+    def release(self, replica_id: str) -> int:
+        """Give up this replica's leases (on a clean shutdown) so another takes over at once."""
+        with self._writing() as session:
+            rows = session.scalars(
+                select(RolloutRow)
+                .where(RolloutRow.lease_owner == replica_id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                row.lease_expires_at = None
+                row.lease_owner = None
+            session.execute(delete(ReplicaRow).where(ReplicaRow.id == replica_id))
+            return len(rows)
+
+    def _hand_out(
+        self, session: Session, rows: Sequence[RolloutRow], replica_id: str | None
+    ) -> list[ActiveRollout]:
+        """Rows as the engine takes them: alert history, fence, and what blocks a pending one."""
+        alerts = alert_outbox.history(session, [row.id for row in rows])
+        blockers: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        if any(row.state == RolloutState.PENDING.value for row in rows):
+            others = session.execute(
+                select(
+                    RolloutRow.namespace,
+                    RolloutRow.deployment,
+                    RolloutRow.submitted_at,
+                    RolloutRow.id,
+                ).where(_unfinished())
+            ).all()
+            for namespace, deployment, submitted_at, rollout_id in others:
+                blockers.setdefault((namespace, deployment), []).append((submitted_at, rollout_id))
+        handed: list[ActiveRollout] = []
+        for row in rows:
+            fence = Fence(replica_id, row.fencing_token or 0) if replica_id else None
+            blocked_by = None
+            if row.state == RolloutState.PENDING.value:
+                earlier = [
+                    other
+                    for other in blockers.get((row.namespace, row.deployment), [])
+                    if other < (row.submitted_at, row.id)
+                ]
+                blocked_by = min(earlier)[1] if earlier else None
+            handed.append(
+                replace(_active(row), alert_history=alerts[row.id], fence=fence,
+                        blocked_by=blocked_by)
+            )  # fmt: skip
+        return handed
 
     def command(
         self,
@@ -310,10 +504,14 @@ class Store:
         now: datetime,
         alerts: Sequence[alert_outbox.RoutedAlert] = (),
         alert_expiry_seconds: float = 6 * 3600,
+        fence: Fence | None = None,
     ) -> None:
-        """Commit one tick's transition, its decision, pending actions and alerts together."""
+        """Commit one tick's transition, its decision, pending actions and alerts together.
+
+        With a fence, only if the lease is still held with that token (else `LeaseLost`).
+        """
         self.apply_many(
-            [Applied(rollout_id, transition, analysed_at, tuple(alerts))],
+            [Applied(rollout_id, transition, analysed_at, tuple(alerts), fence)],
             now=now,
             alert_expiry_seconds=alert_expiry_seconds,
         )
@@ -322,7 +520,8 @@ class Store:
         self, applied: Sequence[Applied], *, now: datetime, alert_expiry_seconds: float = 6 * 3600
     ) -> None:
         """Commit many rollouts' transitions in one transaction: a tick over a thousand
-        rollouts pays for one commit and one batched flush, not a thousand of each."""
+        rollouts pays for one commit and one batched flush, not a thousand of each. All or
+        none: `NotFound` or `LeaseLost` for any of them rolls the whole batch back."""
         with self._writing() as session:
             ids = [a.rollout_id for a in applied]
             # Only the columns a transition merges with (queued commands, first timestamps):
@@ -342,17 +541,17 @@ class Store:
                 row = current.get(item.rollout_id)
                 if row is None:
                     raise NotFound(item.rollout_id)
+                _check_fence(item.rollout_id, row.lease_owner, row.fencing_token, item.fence)
                 updates.append(_apply(session, row, item, now))
                 alert_outbox.record(
                     session, item.alerts, now=now, expire_after=alert_expiry_seconds
                 )
             session.execute(update(RolloutRow), updates)
 
-    def actions_done(self, rollout_id: str) -> None:
+    def actions_done(self, rollout_id: str, fence: Fence | None = None) -> None:
         with self._writing() as session:
-            row = session.get(RolloutRow, rollout_id)
-            if row is not None:
-                row.pending_actions = []
+            row = _fenced(session, rollout_id, fence)
+            row.pending_actions = []
 
     def _view(self, session: Session, row: RolloutRow, *, decisions: bool = True) -> RolloutView:
         decision_rows: Iterable[DecisionRow] = (
@@ -378,6 +577,7 @@ class Store:
             decisions=[Decision.model_validate(d.body) for d in decision_rows],
             details={
                 **{k: row.strategy_state.get(k) for k in EXPOSED_STRATEGY_STATE},
+                "lease": _lease(row),
                 "history": [
                     {"at": e.at.isoformat(), "state": e.state, "message": e.message} for e in events
                 ],
@@ -387,6 +587,8 @@ class Store:
 
 _MERGED = (
     RolloutRow.id,
+    RolloutRow.lease_owner,
+    RolloutRow.fencing_token,
     RolloutRow.state,
     RolloutRow.commands,
     RolloutRow.command_notes,
@@ -424,6 +626,50 @@ def _apply(session: Session, row: Any, item: Applied, now: datetime) -> dict[str
         message = transition.message or ""
         session.add(EventRow(rollout_id=row.id, at=now, state=values["state"], message=message))
     return values
+
+
+def _lease(row: RolloutRow) -> dict[str, Any] | None:
+    """Which replica drives the rollout, until when, and its fencing token."""
+    if row.lease_owner is None or RolloutState(row.state).terminal:
+        return None
+    expires = row.lease_expires_at.isoformat() if row.lease_expires_at else None
+    return {"replica": row.lease_owner, "expires_at": expires, "fencing_token": row.fencing_token}
+
+
+def _unfinished() -> Any:
+    return RolloutRow.state.not_in([s.value for s in TERMINAL_STATES])
+
+
+def _fenced(session: Session, rollout_id: str, fence: Fence | None) -> RolloutRow:
+    """The row, locked; with a fence, only if that replica still holds it with that token."""
+    row = session.get(RolloutRow, rollout_id, with_for_update=True)
+    if row is None:
+        raise NotFound(rollout_id)
+    _check_fence(rollout_id, row.lease_owner, row.fencing_token, fence)
+    return row
+
+
+def _check_fence(
+    rollout_id: str, owner: str | None, token: int | None, fence: Fence | None
+) -> None:
+    if fence is not None and (owner, token) != (fence.owner, fence.token):
+        raise LeaseLost(
+            f"rollout {rollout_id}: lease (token {fence.token}) lost to "
+            f"{owner or 'nobody'} (token {token})"
+        )
+
+
+def _add_lease_columns(engine: Engine) -> None:
+    """A store created before leases existed gains their columns (create_all adds no columns)."""
+    present = {column["name"] for column in inspect(engine).get_columns("rollouts")}
+    missing = [name for name in LEASE_COLUMNS if name not in present]
+    if not missing:
+        return
+    with engine.begin() as connection:
+        for name in missing:
+            connection.execute(
+                text(f"ALTER TABLE rollouts ADD COLUMN {name} {LEASE_COLUMNS[name]}")
+            )
 
 
 def _active(row: RolloutRow) -> ActiveRollout:

@@ -75,10 +75,9 @@ class GuardProcess:
         raise TimeoutError(f"guard not ready after {timeout}s: {self.log_tail()}")
 
     @property
-    def pid(self) -> int:
-        """The guard's process id (for reading its CPU and memory from /proc)."""
-        assert self._process is not None, "guard not started"
-        return self._process.pid
+    def pid(self) -> int | None:
+        """The running process's id (part of its replica id, hostname-pid-random)."""
+        return self._process.pid if self._process is not None else None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run, as when a node dies."""

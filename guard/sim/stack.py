@@ -35,6 +35,9 @@ class StackSettings:
     preview_requests_per_second: float = 50.0  # test traffic to '<deployment>-preview'
     route: bool = False  # production traffic enters through an HTTPRoute named like the Service
     profiles: dict[str, TrafficProfile] = field(default_factory=dict)
+    # More Deployments like the first, each behind its own Service with its own traffic (so
+    # several rollouts can run and be judged at once), named e.g. "checkout-1".
+    extra_deployments: tuple[str, ...] = ()
 
 
 class SimulatedStack:
@@ -46,6 +49,7 @@ class SimulatedStack:
         self.kubeconfig = workdir / "kubeconfig"
         self.kube = KubeApiSimulator(default_ready_delay_seconds=settings.ready_delay_seconds)
         self.workload: Workload | None = None
+        self.extra_workloads: list[Workload] = []
         self.prometheus: PrometheusServer | None = None
 
     def start(self, timeout: float = 60.0) -> None:
@@ -66,16 +70,25 @@ class SimulatedStack:
             preview_service=f"{s.deployment}-preview",
             preview_requests_per_second=s.preview_requests_per_second,
         )
-        for image, profile in s.profiles.items():
-            self.workload.set_profile(image, profile)
-        target = self.workload.start()
+        for name in s.extra_deployments:
+            self.kube.apply(self.service_manifest(name))
+            self.kube.apply(self.deployment_manifest(name))
+            self.extra_workloads.append(
+                Workload(kube_url, s.namespace, name, requests_per_second=s.requests_per_second)
+            )
+        targets = []
+        for workload in (self.workload, *self.extra_workloads):
+            for image, profile in s.profiles.items():
+                workload.set_profile(image, profile)
+            targets.append(workload.start())
         self.prometheus = PrometheusServer(
-            scrape_targets=[target],
+            scrape_targets=targets,
             scrape_interval_seconds=s.scrape_interval_seconds,
             data_dir=self.workdir / "prometheus",
         )
         self.prometheus.start()
-        self.wait_complete(timeout)
+        for name in (s.deployment, *s.extra_deployments):
+            self.wait_complete(timeout, name)
         window = max(5.0, 3 * s.scrape_interval_seconds)  # a rate needs two samples in it
         self.prometheus.wait_for_series(
             f'sum(rate(http_requests_total{{namespace="{s.namespace}"}}[{window:g}s])) > 0',
@@ -88,29 +101,30 @@ class SimulatedStack:
         return self.prometheus.url
 
     def set_profile(self, image: str, profile: TrafficProfile) -> None:
-        assert self.workload is not None
-        self.workload.set_profile(image, profile)
+        for workload in (self.workload, *self.extra_workloads):
+            assert workload is not None
+            workload.set_profile(image, profile)
 
     def set_image_behaviour(self, image: str, behaviour: ImageBehaviour) -> None:
         self.kube.set_image_behaviour(image, behaviour)
 
-    def deployment(self) -> dict[str, Any]:
+    def deployment(self, name: str | None = None) -> dict[str, Any]:
         s = self.settings
         found: dict[str, Any] | None = self.kube.get(
-            "apps/v1", "Deployment", s.namespace, s.deployment
+            "apps/v1", "Deployment", s.namespace, name or s.deployment
         )
         assert found is not None
         return found
 
-    def images(self) -> dict[str, str]:
-        containers = self.deployment()["spec"]["template"]["spec"]["containers"]
+    def images(self, name: str | None = None) -> dict[str, str]:
+        containers = self.deployment(name)["spec"]["template"]["spec"]["containers"]
         return {c["name"]: c["image"] for c in containers}
 
-    def wait_complete(self, timeout: float = 60.0) -> None:
+    def wait_complete(self, timeout: float = 60.0, name: str | None = None) -> None:
         """Until every replica runs the current template and is available."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            d = self.deployment()
+            d = self.deployment(name)
             status = d.get("status", {})
             want = d["spec"]["replicas"]
             if (
@@ -121,7 +135,7 @@ class SimulatedStack:
             ):
                 return
             time.sleep(0.1)
-        status = self.deployment().get("status")
+        status = self.deployment(name).get("status")
         raise TimeoutError(f"deployment not complete after {timeout}s: {status}")
 
     def guard_config(self, data_dir: Path, **analysis: Any) -> dict[str, Any]:
@@ -143,14 +157,15 @@ class SimulatedStack:
         path.write_text(yaml.safe_dump(self.guard_config(data_dir, **analysis)), encoding="utf-8")
         return path
 
-    def service_manifest(self) -> dict[str, Any]:
+    def service_manifest(self, name: str | None = None) -> dict[str, Any]:
         s = self.settings
+        name = name or s.deployment
         return {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": s.deployment, "namespace": s.namespace},
+            "metadata": {"name": name, "namespace": s.namespace},
             "spec": {
-                "selector": {"app": s.deployment},
+                "selector": {"app": name},
                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
             },
         }
@@ -167,13 +182,14 @@ class SimulatedStack:
             },
         }
 
-    def deployment_manifest(self) -> dict[str, Any]:
+    def deployment_manifest(self, name: str | None = None) -> dict[str, Any]:
         s = self.settings
-        labels = {"app": s.deployment}
+        name = name or s.deployment
+        labels = {"app": name}
         return {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": s.deployment, "namespace": s.namespace, "labels": labels},
+            "metadata": {"name": name, "namespace": s.namespace, "labels": labels},
             "spec": {
                 "replicas": s.replicas,
                 "progressDeadlineSeconds": s.progress_deadline_seconds,
@@ -200,8 +216,9 @@ class SimulatedStack:
     def stop(self) -> None:
         if self.prometheus is not None:
             self.prometheus.stop()
-        if self.workload is not None:
-            self.workload.stop()
+        for workload in (self.workload, *self.extra_workloads):
+            if workload is not None:
+                workload.stop()
         self.kube.stop()
 
     def __enter__(self) -> SimulatedStack:

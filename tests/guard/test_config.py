@@ -367,3 +367,23 @@ def test_cli_validate_reports_unparsable_yaml_with_exit_2(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["config", "validate", str(path)], env={})
     assert result.exit_code == 2
     assert "not valid YAML" in result.stderr
+
+
+# --- store -------------------------------------------------------------------------------------
+
+
+def test_a_lease_shorter_than_three_ticks_names_both_keys_and_the_fix() -> None:
+    problems = problems_of({"store": {"lease_seconds": 2}, "scheduler": {"tick_seconds": 1}})
+    assert len(problems) == 1
+    assert problems[0].startswith("store.lease_seconds: 2 is less than 3 ticks")
+    assert "scheduler.tick_seconds is 1" in problems[0]
+    assert "raise it or lower the tick" in problems[0]
+
+
+def test_a_postgresql_store_url_comes_from_the_environment() -> None:
+    url = "postgresql://guard:s3cret@db:5432/guard"
+    config = load_config(
+        None, environ={"GUARD_STORE__URL": url, "GUARD_STORE__LEASE_SECONDS": "30"}
+    )
+    assert config.store.resolved_url == url
+    assert config.store.lease_seconds == 30

@@ -1,10 +1,10 @@
-"""The outbox on a real SQLite file: written with the transition, claimed once, final when sent."""
+"""The outbox on SQLite and on PostgreSQL: written with the transition, claimed once, final when
+sent."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +25,8 @@ ROLLING_BACK = Transition(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
     yield s
     s.close()
 
@@ -97,6 +97,33 @@ def test_two_senders_never_claim_the_same_delivery(store: Store) -> None:
     _rolled_back(store)
     first, second = _claim(store.outbox, "a"), _claim(store.outbox, "b")
     assert len(first) == 2 and second == []
+
+
+def test_replicas_claiming_at_once_take_each_delivery_once(store: Store, db_url: str) -> None:
+    """Two guard processes (two stores, own connections) racing over forty deliveries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for index in range(20):
+        request = REQUEST.model_copy(update={"deployment": f"app{index}"})
+        view, _ = store.submit(request, idempotency_key=None, now=T0)
+        routed = [RoutedAlert(_event(view.id), ("pager", "chat"))]
+        store.apply(view.id, ROLLING_BACK, analysed_at=None, now=T0, alerts=routed)
+    replicas = [Store(db_url), Store(db_url)]
+    try:
+
+        def drain(index: int) -> list[str]:
+            outbox, taken = replicas[index % 2].outbox, []
+            while batch := outbox.claim(now=T0, limit=3, lease_seconds=30, token=f"r{index}"):
+                taken += [c.dedup_key for c in batch]
+            return taken
+
+        with ThreadPoolExecutor(4) as pool:
+            claimed = [key for keys in pool.map(drain, range(4)) for key in keys]
+    finally:
+        for replica in replicas:
+            replica.close()
+    assert len(claimed) == 40
+    assert len(set(claimed)) == 40
 
 
 def test_a_sent_delivery_is_final(store: Store) -> None:

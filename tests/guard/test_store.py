@@ -1,4 +1,5 @@
-"""Store on a real SQLite file: idempotent submission, atomic transitions, durability."""
+"""Store on a real SQLite file and a real PostgreSQL database: idempotent submission, atomic
+transitions, durability."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from guard.db import engine_url
 from guard.models import (
     ControlCommand,
     Decision,
@@ -17,7 +19,8 @@ from guard.models import (
     Severity,
     Verdict,
 )
-from guard.store import Applied, Conflict, NotFound, Store
+from guard.sim.postgres import PostgresServer
+from guard.store import Applied, Conflict, Fence, LeaseLost, NotFound, Store
 from strategies.base import Action, Transition
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -33,11 +36,6 @@ def request(
         images={deployment.split(".")[0]: IMAGE},
         **extra,  # type: ignore[arg-type]
     )
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'nested' / 'guard.db'}"
 
 
 @pytest.fixture
@@ -403,3 +401,161 @@ def test_apply_many_commits_every_transition_together_or_none(store: Store) -> N
         assert len(view.decisions) == 1
         assert [h["state"] for h in view.details["history"]] == ["pending", "progressing"]
     assert all(r.last_analysis_at == T0 for r in store.active())
+
+
+# --- leases (several replicas) ----------------------------------------------------------------
+
+
+@pytest.fixture
+def shared(postgres: PostgresServer) -> Iterator[Store]:
+    """A store several replicas share: PostgreSQL only (SQLite serves one replica)."""
+    s = Store(postgres.create_database())
+    yield s
+    s.close()
+
+
+def test_a_claim_leases_each_rollout_to_one_replica(shared: Store) -> None:
+    a, _ = shared.submit(request("checkout"), idempotency_key=None, now=T0)
+    b, _ = shared.submit(request("payments"), idempotency_key=None, now=T0)
+
+    first = shared.claim("r1", 15, T0)
+    second = shared.claim("r2", 15, T0)
+
+    assert {r.id for r in first} == {a.id, b.id}  # alone so far: r1 takes everything
+    assert second == []
+    assert [r.fence for r in first] == [Fence("r1", 1), Fence("r1", 1)]
+    renewed = shared.claim("r1", 15, T0 + timedelta(seconds=5))
+    assert [r.fence for r in renewed] == [Fence("r1", 1), Fence("r1", 1)]  # same owner: same token
+
+
+def test_replicas_share_new_rollouts(shared: Store) -> None:
+    shared.claim("r2", 15, T0)  # r2 is alive, with nothing to do yet
+    for name in ("a", "b", "c", "d"):
+        shared.submit(request(name), idempotency_key=None, now=T0)
+
+    first = shared.claim("r1", 15, T0 + timedelta(seconds=1))
+    second = shared.claim("r2", 15, T0 + timedelta(seconds=1))
+
+    assert len(first) == 2 and len(second) == 2
+    assert {r.id for r in first}.isdisjoint({r.id for r in second})
+
+
+def test_an_expired_lease_is_taken_over_with_a_higher_token(shared: Store) -> None:
+    view, _ = shared.submit(request(), idempotency_key=None, now=T0)
+    [held] = shared.claim("r1", 15, T0)
+    assert shared.claim("r2", 15, T0 + timedelta(seconds=14)) == []
+
+    [taken] = shared.claim("r2", 15, T0 + timedelta(seconds=16))
+
+    assert taken.id == view.id and taken.fence == Fence("r2", 2)
+    assert held.fence is not None
+    moved = Transition(RolloutState.PROGRESSING, "updating", {}, actions=[SET_IMAGES])
+    with pytest.raises(LeaseLost):  # r1 comes back from a stall: refused, nothing written
+        shared.apply(view.id, moved, analysed_at=None, now=T0, fence=held.fence)
+    with pytest.raises(LeaseLost):
+        shared.actions_done(view.id, held.fence)
+    with pytest.raises(LeaseLost):
+        shared.renew(view.id, held.fence, 15, T0 + timedelta(seconds=17))
+    assert shared.get(view.id).state is RolloutState.PENDING
+    shared.apply(view.id, moved, analysed_at=None, now=T0, fence=taken.fence)
+    assert shared.get(view.id).state is RolloutState.PROGRESSING
+
+
+def test_renewing_keeps_the_lease_past_its_first_expiry(shared: Store) -> None:
+    shared.submit(request(), idempotency_key=None, now=T0)
+    [held] = shared.claim("r1", 15, T0)
+    assert held.fence is not None
+    shared.renew(held.id, held.fence, 15, T0 + timedelta(seconds=10))
+    assert shared.claim("r2", 15, T0 + timedelta(seconds=20)) == []
+
+
+def test_released_leases_are_taken_at_once(store: Store) -> None:
+    store.submit(request(), idempotency_key=None, now=T0)
+    store.claim("r1", 15, T0)
+    assert store.release("r1") == 1
+    [taken] = store.claim("r2", 15, T0 + timedelta(seconds=1))
+    assert taken.fence == Fence("r2", 2)
+
+
+def test_finished_rollouts_are_not_claimed(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.apply(
+        view.id, Transition(RolloutState.PROMOTED, "promoted", {}), analysed_at=None, now=T0
+    )
+    assert store.claim("r1", 15, T0) == []
+
+
+def test_a_superseded_rollout_blocks_its_successor_whoever_holds_it(shared: Store) -> None:
+    first, _ = shared.submit(request(), idempotency_key=None, now=T0)
+    shared.claim("r1", 15, T0)
+    shared.claim("r2", 15, T0)
+    second, _ = shared.submit(
+        request().model_copy(update={"supersede": True}),
+        idempotency_key=None,
+        now=T0 + timedelta(seconds=1),
+    )
+    [successor] = shared.claim("r2", 15, T0 + timedelta(seconds=1))
+    assert successor.id == second.id
+    assert successor.blocked_by == first.id
+
+
+def test_concurrent_claims_never_lease_a_rollout_twice(postgres: PostgresServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = postgres.create_database()
+    replicas = [Store(url) for _ in range(3)]
+    for index in range(12):
+        replicas[0].submit(request(f"app{index}"), idempotency_key=None, now=T0)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            claims = list(
+                pool.map(lambda i: replicas[i].claim(f"r{i}", 15, T0), range(len(replicas)))
+            )
+    finally:
+        for replica in replicas:
+            replica.close()
+    ids = [r.id for claim in claims for r in claim]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_store_from_before_leases_gains_their_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        for column in ("lease_owner", "lease_expires_at", "fencing_token"):
+            conn.execute(f"ALTER TABLE rollouts DROP COLUMN {column}")
+    store = Store(f"sqlite:///{path}")
+    try:
+        store.submit(request(), idempotency_key=None, now=T0)
+        assert store.claim("r1", 15, T0)[0].fence == Fence("r1", 1)
+    finally:
+        store.close()
+
+
+def test_on_sqlite_a_restarted_guard_resumes_at_once(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+    try:
+        view, _ = store.submit(request(), idempotency_key=None, now=T0)
+        store.claim("before-restart", 15, T0)
+        [resumed] = store.claim("after-restart", 15, T0 + timedelta(seconds=1))
+        assert resumed.id == view.id and resumed.fence == Fence("after-restart", 2)
+    finally:
+        store.close()
+
+
+def test_postgresql_urls_use_the_psycopg_driver() -> None:
+    assert engine_url("postgresql://u@db:5432/guard") == "postgresql+psycopg://u@db:5432/guard"
+    assert engine_url("postgres://u@db/guard") == "postgresql+psycopg://u@db/guard"
+    assert engine_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_infinities_in_strategy_state_survive_the_round_trip(store: Store) -> None:
+    """A histogram's +Inf bucket: PostgreSQL's JSON type refuses the bare token Infinity."""
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    buckets = [[1.0, 3.0], [float("inf"), 5.0]]
+    state = {"buckets": buckets, "low": float("-inf")}
+    store.apply(view.id, Transition(RolloutState.PROGRESSING, "x", state), analysed_at=None, now=T0)
+    [active] = store.active()
+    assert active.strategy_state == state

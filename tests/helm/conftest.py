@@ -48,6 +48,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "persistence": {"persistence": {"enabled": True, "storageClassName": "fast", "size": "2Gi"}},
     "custom-config": {"config": CUSTOM_CONFIG, "image": {"tag": "0.1.0-rc1"}},
+    "replicas-on-postgresql": {
+        "replicaCount": 3,
+        "config": {"store": {"url": "postgresql://guard@postgres.db:5432/guard"}},
+    },
     "no-rbac-existing-service-account": {
         "rbac": {"create": False},
         "serviceAccount": {"create": False, "name": "platform-guard"},

@@ -160,6 +160,37 @@ def test_persistence_claims_a_volume_or_uses_an_existing_one() -> None:
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "guard-data"}
 
 
+def test_several_replicas_share_postgresql_and_roll_pod_by_pod() -> None:
+    rendered = render(VARIANTS["replicas-on-postgresql"])
+    from_secret = render(
+        {"replicaCount": 2, "secret": {"env": {"GUARD_STORE__URL": "postgresql://g:pw@db/g"}}}
+    )
+
+    for deployment in (rendered.one("Deployment"), from_secret.one("Deployment")):
+        assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    assert rendered.one("Deployment")["spec"]["replicas"] == 3
+    parse_config(rendered.guard_config)  # the guard accepts it
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": 2}, r"postgresql:// URL all pods share"),
+        (
+            {
+                "replicaCount": 2,
+                "config": {"store": {"url": "postgresql://guard@db/guard"}},
+                "persistence": {"enabled": True},
+            },
+            r"set persistence\.enabled to false",
+        ),
+    ],
+)
+def test_several_replicas_without_a_shared_store_fail(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render(values)
+
+
 def test_secret_env_becomes_a_secret_passed_as_environment() -> None:
     rendered = render(VARIANTS["secret-env"])
     secret = rendered.one("Secret")

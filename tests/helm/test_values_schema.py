@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # (values, the path Helm's error must name)
 WRONG_VALUES: dict[str, tuple[dict[str, Any], str]] = {
-    "unknown top-level key": ({"replicaCount": 2}, "replicaCount"),
+    "unknown top-level key": ({"replicas": 2}, "replicas"),
+    "no replicas": ({"replicaCount": 0}, "/replicaCount"),
     "typo in rbac": ({"rbac": {"clusterwide": True}}, "clusterwide"),
     "string for a boolean": ({"rbac": {"clusterWide": "yes"}}, "/rbac/clusterWide"),
     "namespace name": ({"rbac": {"namespaces": ["Shop_Prod"]}}, "/rbac/namespaces/0"),
