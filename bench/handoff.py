@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             "store": {"data_dir": str(workdir / "data")},
             "prometheus": {"url": "http://127.0.0.1:9"},
             "kubernetes": {"kubeconfig": str(workdir / "kubeconfig")},
-            "scheduler": {"tick_seconds": 60},
+            "scheduler": {"tick_seconds": 5},
         }
         (workdir / "guard.yaml").write_text(yaml.safe_dump(config))
         with GuardProcess(
