@@ -16,6 +16,7 @@ FULL: dict[str, list[str]] = {
     "handoff": [],
     "backtest_suite": [],
     "dora": [],
+    "failover": [],
 }
 QUICK: dict[str, list[str]] = {
     "time_to_safety": ["--scrapes", "1", "--faults", "errors"],
@@ -23,6 +24,7 @@ QUICK: dict[str, list[str]] = {
     "handoff": ["--requests", "500"],
     "backtest_suite": [],
     "dora": ["--deployments", "100000", "--repeat", "1"],
+    "failover": [],
 }
 
 
