@@ -143,13 +143,13 @@ class Engine:
         if not rollout.pending_actions:
             return rollout
         try:
-            await self._execute(rollout, rollout.pending_actions)
-        except KubeError as exc:
-            if exc.retryable:
-                self._failed(rollout.id, exc)
-            else:
-                await self._give_up(rollout, exc)
-            return None
+            try:
+                await self._execute(rollout, rollout.pending_actions)
+            except KubeError as exc:
+                if not exc.retryable:
+                    await self._give_up(rollout, exc)
+                    return None
+                raise
         except Exception as exc:
             self._failed(rollout.id, exc)
             return None
@@ -163,9 +163,12 @@ class Engine:
         wanted: dict[str, tuple[bool, bool]] = {}
         for rollout in rollouts:
             request = rollout.request
-            needs = get_strategy(request.strategy).needs(
-                request, self.config.service(request.service_name)
-            )
+            try:
+                needs = get_strategy(request.strategy).needs(
+                    request, self.config.service(request.service_name)
+                )
+            except Exception:  # reported by this rollout's own preparation, not the tick's
+                needs = ClusterNeeds()
             services, routes = wanted.get(request.namespace, (False, False))
             wanted[request.namespace] = (
                 services or bool(needs.services),
