@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.common import ProcessStats, emit
+from bench.profile import record, summary
 from guard.sim.guard_process import GuardProcess
 from guard.sim.kubeapi import KubeApiSimulator
 
@@ -75,7 +76,11 @@ def _figures(name: str, latencies: list[float], elapsed: float, failures: int) -
     }
 
 
-async def _run(url: str, token: str, requests: int, concurrency: int) -> list[dict[str, Any]]:
+async def _run(
+    url: str, token: str, requests: int, concurrency: int, server: ProcessStats
+) -> list[dict[str, Any]]:
+    """Both endpoints in turn, each with the guard's own CPU time per request: on a machine
+    shared with the load generator (and other work) that is steadier than throughput."""
     ids: list[str] = []
 
     async def post(client: httpx.AsyncClient, index: int) -> httpx.Response:
@@ -89,16 +94,35 @@ async def _run(url: str, token: str, requests: int, concurrency: int) -> list[di
     async def get(client: httpx.AsyncClient, index: int) -> httpx.Response:
         return await client.get(f"/v1/rollouts/{ids[index % len(ids)]}")
 
-    posted = await _drive(url, token, requests, concurrency, post)
-    fetched = await _drive(url, token, requests, concurrency, get)
-    return [_figures("POST /v1/rollouts", *posted), _figures("GET /v1/rollouts/{id}", *fetched)]
+    rows = []
+    for name, make in (("POST /v1/rollouts", post), ("GET /v1/rollouts/{id}", get)):
+        cpu = server.cpu_seconds()
+        latencies, elapsed, failures = await _drive(url, token, requests, concurrency, make)
+        row = _figures(name, latencies, elapsed, failures)
+        row["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / requests * 1000, 2)
+        rows.append(row)
+    return rows
 
 
-def main() -> None:
+COLUMNS = (
+    "endpoint",
+    "requests",
+    "failures",
+    "requests_per_second",
+    "p50_ms",
+    "p99_ms",
+    "server_cpu_ms",
+)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--profile", type=Path, help="directory for a py-spy profile of the guard (if installed)"
+    )
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp, KubeApiSimulator() as kube:
         workdir = Path(tmp)
         kube.write_kubeconfig(workdir / "kubeconfig")
@@ -106,18 +130,25 @@ def main() -> None:
             "store": {"data_dir": str(workdir / "data")},
             "prometheus": {"url": "http://127.0.0.1:9"},
             "kubernetes": {"kubeconfig": str(workdir / "kubeconfig")},
-            "scheduler": {"tick_seconds": 60},
+            "scheduler": {"tick_seconds": 5},
         }
         (workdir / "guard.yaml").write_text(yaml.safe_dump(config))
-        with GuardProcess(workdir / "guard.yaml", workdir / "guard.log") as guard:
-            results = asyncio.run(_run(guard.url, guard.token, args.requests, args.concurrency))
-    print(f"{'endpoint':<24} {'requests':>8} {'fail':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for row in results:
-        print(
-            f"{row['endpoint']:<24} {row['requests']:>8} {row['failures']:>5} "
-            f"{row['requests_per_second']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8}"
-        )
-    print(json.dumps({"benchmark": "handoff", "concurrency": args.concurrency, "results": results}))
+        with GuardProcess(
+            workdir / "guard.yaml", workdir / "guard.log", start_timeout=120
+        ) as guard:
+            assert guard.pid is not None
+            profiler = None
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profiler = record(guard.pid, 15, args.profile / "handoff.txt")
+            stats = ProcessStats(guard.pid)
+            results = asyncio.run(
+                _run(guard.url, guard.token, args.requests, args.concurrency, stats)
+            )
+            if profiler is not None and args.profile:
+                profiler.wait(timeout=60)
+                print(summary(args.profile / "handoff.txt"))
+    emit("handoff", results, COLUMNS, concurrency=args.concurrency)
 
 
 if __name__ == "__main__":

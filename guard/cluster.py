@@ -2,8 +2,9 @@
 
 Canary and blue-green decide from more than one Deployment: the canary or green Deployment, the
 Services whose selectors carry traffic, an HTTPRoute's weights. A strategy declares what it
-needs (`ClusterNeeds`); the engine reads exactly that through `KubeClient.read_cluster` and hands
-the result over as one `ClusterSnapshot`, so strategies stay pure and testable from data.
+needs (`ClusterNeeds`); the engine lists each namespace once per tick (`KubeClient.read_namespace`)
+and hands each strategy exactly what it asked for as one `ClusterSnapshot`, so strategies stay
+pure and testable from data.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class RouteSnapshot:
 
 @dataclass(frozen=True)
 class ClusterSnapshot:
-    """What `read_cluster` found; a name mapped to None does not exist."""
+    """What a strategy asked to see; a name mapped to None does not exist."""
 
     deployments: dict[str, DeploymentSnapshot | None] = field(default_factory=dict)
     services: dict[str, ServiceSnapshot | None] = field(default_factory=dict)

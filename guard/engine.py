@@ -24,7 +24,7 @@ from alerts.events import Change, derive_events
 from analyzers.base import Observation
 from guard.cluster import ClusterNeeds, ClusterSnapshot
 from guard.config import AnalysisConfig, GuardConfig
-from guard.kube import DeploymentSnapshot, KubeClient, KubeError
+from guard.kube import DeploymentSnapshot, KubeClient, KubeError, NamespaceSnapshot
 from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
 from guard.models import ControlCommand, RolloutState
@@ -32,7 +32,7 @@ from guard.outbox import RoutedAlert
 from guard.preflight import preflight, preflight_transition
 from guard.probe import probe
 from guard.prometheus import PrometheusClient
-from guard.store import ActiveRollout, LeaseLost, Store, new_replica_id
+from guard.store import ActiveRollout, Applied, LeaseLost, Store, new_replica_id
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
 from strategies.registry import get_strategy
 
@@ -102,8 +102,15 @@ class Engine:
                 self.store.claim, self.replica_id, self.config.store.lease_seconds, self.clock()
             )
             self.metrics.active_rollouts.set(len(active))
+            calls_before = self.kube.calls
+            resumed = [r for r in await asyncio.gather(*map(self._resume_safely, active)) if r]
+            namespaces = await self._read_namespaces(resumed)
             prepared = [
-                p for p in await asyncio.gather(*(self._prepare_safely(r) for r in active)) if p
+                p
+                for p in await asyncio.gather(
+                    *(self._prepare_safely(r, namespaces[r.request.namespace]) for r in resumed)
+                )
+                if p
             ]
             now = self.clock()
             measuring = [p for p in prepared if p.target is not None and p.due]
@@ -127,7 +134,8 @@ class Engine:
                 replace(p, ctx=replace(p.ctx, observation=observations.get(p.rollout.id)))
                 for p in prepared
             ]
-            await asyncio.gather(*(self._decide_safely(p) for p in decided))
+            await self._decide(decided)
+            self.metrics.kubernetes_calls_last_tick.set(self.kube.calls - calls_before)
             self.metrics.tick_duration.observe(time.perf_counter() - started)
 
     async def reconfigure(self, config: GuardConfig) -> None:
@@ -135,23 +143,81 @@ class Engine:
         async with self._lock:
             self.config = config
 
-    async def _prepare_safely(self, rollout: ActiveRollout) -> Prepared | None:
+    async def _resume_safely(self, rollout: ActiveRollout) -> ActiveRollout | None:
+        """Finish the actions an earlier tick committed but did not complete, before any read,
+        so this tick observes their effect. None when the rollout stops here for this tick."""
+        if not rollout.pending_actions:
+            return rollout
         try:
-            prepared = await self._prepare(rollout)
+            try:
+                await self._execute(rollout, rollout.pending_actions)
+            except KubeError as exc:
+                if not exc.retryable:
+                    message = f"Kubernetes refused a change and will not accept it on retry: {exc}"
+                    await self._give_up(rollout, message)
+                    return None
+                raise
         except Exception as exc:
             await self._failed(rollout, exc)
             return None
-        if prepared is None:
+        return replace(rollout, pending_actions=[])
+
+    async def _read_namespaces(
+        self, rollouts: list[ActiveRollout]
+    ) -> dict[str, NamespaceSnapshot | KubeError]:
+        """One listing per namespace for all its rollouts, with Services and HTTPRoutes only
+        where some strategy there needs them: the reads a tick makes do not grow with rollouts."""
+        wanted: dict[str, tuple[bool, bool]] = {}
+        for rollout in rollouts:
+            request = rollout.request
+            try:
+                needs = get_strategy(request.strategy).needs(
+                    request, self.config.service(request.service_name)
+                )
+            except Exception:  # reported by this rollout's own preparation, not the tick's
+                needs = ClusterNeeds()
+            services, routes = wanted.get(request.namespace, (False, False))
+            wanted[request.namespace] = (
+                services or bool(needs.services),
+                routes or bool(needs.httproutes),
+            )
+
+        async def read(
+            namespace: str, services: bool, routes: bool
+        ) -> NamespaceSnapshot | KubeError:
+            try:
+                return await asyncio.to_thread(
+                    self.kube.read_namespace, namespace, services=services, httproutes=routes
+                )
+            except KubeError as exc:
+                return exc
+
+        found = await asyncio.gather(*(read(ns, *flags) for ns, flags in wanted.items()))
+        return dict(zip(wanted, found, strict=True))
+
+    async def _prepare_safely(
+        self,
+        rollout: ActiveRollout,
+        namespace: NamespaceSnapshot | KubeError,
+    ) -> Prepared | None:
+        try:
+            if isinstance(namespace, KubeError):
+                raise namespace
+            prepared = await self._prepare(rollout, namespace)
+        except Exception as exc:
+            await self._failed(rollout, exc)
+            return None
+        if prepared is None:  # stopped here this tick, with every call answered
             self._kube_failing_since.pop(rollout.id, None)
         return prepared
 
-    async def _decide_safely(self, prepared: Prepared) -> None:
+    async def _execute_safely(self, rollout: ActiveRollout, actions: list[Action]) -> None:
         try:
-            await self._decide(prepared)
+            await self._execute(rollout, actions)
         except Exception as exc:
-            await self._failed(prepared.rollout, exc)
+            await self._failed(rollout, exc)
         else:
-            self._kube_failing_since.pop(prepared.rollout.id, None)
+            self._kube_failing_since.pop(rollout.id, None)
 
     async def _failed(self, rollout: ActiveRollout, exc: Exception) -> None:
         """Log a failed tick; a rollout whose Kubernetes calls have failed (after each call's
@@ -193,20 +259,11 @@ class Engine:
             return
         self._kube_failing_since.pop(rollout.id, None)
 
-    async def _prepare(self, rollout: ActiveRollout) -> Prepared | None:
-        if rollout.pending_actions:
-            try:
-                await self._execute(rollout, rollout.pending_actions)
-            except KubeError as exc:
-                if exc.retryable:
-                    raise
-                message = f"Kubernetes refused a change and will not accept it on retry: {exc}"
-                await self._give_up(rollout, message)
-                return None
+    async def _prepare(
+        self, rollout: ActiveRollout, namespace: NamespaceSnapshot
+    ) -> Prepared | None:
         request = rollout.request
-        deployment = await asyncio.to_thread(
-            self.kube.read_deployment, request.namespace, request.deployment
-        )
+        deployment = namespace.deployment(request.deployment)
         config = self.config.analysis_for(request.service_name)
         if rollout.state is RolloutState.PENDING:
             gated = await self._gate(rollout, deployment, config)
@@ -215,7 +272,7 @@ class Engine:
             rollout = gated
         service = self.config.service(request.service_name)
         strategy = get_strategy(request.strategy)
-        cluster = await self._observe(request.namespace, strategy.needs(request, service))
+        cluster = await self._observe(namespace, strategy.needs(request, service))
         ctx = RolloutContext(
             rollout_id=rollout.id,
             request=request,
@@ -233,13 +290,10 @@ class Engine:
         target = strategy.analysis_target(ctx)
         return Prepared(rollout, ctx, target, _due(rollout.last_analysis_at, config, ctx.now))
 
-    async def _observe(self, namespace: str, needs: ClusterNeeds) -> ClusterSnapshot:
-        """The objects and smoke checks a strategy declared it needs, read concurrently."""
-        cluster = (
-            await asyncio.to_thread(self.kube.read_cluster, namespace, needs)
-            if needs
-            else ClusterSnapshot()
-        )
+    async def _observe(self, namespace: NamespaceSnapshot, needs: ClusterNeeds) -> ClusterSnapshot:
+        """The objects a strategy declared it needs, from this tick's listing, and its smoke
+        checks, run concurrently."""
+        cluster = namespace.cluster(needs)
         if not needs.probes:
             return cluster
         async with httpx.AsyncClient(timeout=self.config.prometheus.timeout_seconds) as client:
@@ -269,8 +323,8 @@ class Engine:
 
         async def measure(track: Track) -> Observation:
             target = AnalysisTarget(candidate=track)
-            batch = [MeasureRequest(rollout.id, request.namespace, target, config)]
-            return (await self.measurer.measure(batch, now))[rollout.id]
+            batch = MeasureRequest(rollout.id, request.namespace, target, config)
+            return await self.measurer.measure_one(batch, now)
 
         outcome = await preflight(
             request, deployment, config=self.config, analysis=config, measure=measure, now=now
@@ -283,35 +337,70 @@ class Engine:
             return None
         return replace(rollout, strategy_state=state)
 
-    async def _decide(self, prepared: Prepared) -> None:
-        rollout, ctx = prepared.rollout, prepared.ctx
+    async def _decide(self, prepared: list[Prepared]) -> None:
+        """Every rollout's step (pure), committed in one transaction, then the actions."""
         decided_from = time.perf_counter()
-        transition = get_strategy(rollout.request.strategy).step(ctx)
-        analysed_at = ctx.observation.at if ctx.observation else None
-        await self._store(rollout, transition, analysed_at=analysed_at)
-        if analysed_at is not None:
-            self.metrics.decision_latency.observe(time.perf_counter() - decided_from)
-        if transition.actions:
-            await self._execute(rollout, transition.actions)
+        steps: list[tuple[ActiveRollout, Transition, datetime | None]] = []
+        for p in prepared:
+            try:
+                transition = get_strategy(p.rollout.request.strategy).step(p.ctx)
+            except Exception as exc:
+                await self._failed(p.rollout, exc)
+                continue
+            steps.append(
+                (p.rollout, transition, p.ctx.observation.at if p.ctx.observation else None)
+            )
+        stored = await self._store_many(steps)
+        latency = time.perf_counter() - decided_from
+        for _, _, analysed_at in stored:
+            if analysed_at is not None:
+                self.metrics.decision_latency.observe(latency)
+        for rollout, transition, _ in stored:
+            if not transition.actions:
+                self._kube_failing_since.pop(rollout.id, None)
+        await asyncio.gather(
+            *(self._execute_safely(r, t.actions) for r, t, _ in stored if t.actions)
+        )
+
+    async def _store_many(
+        self, steps: list[tuple[ActiveRollout, Transition, datetime | None]]
+    ) -> list[tuple[ActiveRollout, Transition, datetime | None]]:
+        """Commit a tick's transitions together; if that fails, one by one, so a rollout whose
+        write fails cannot hold back the others. Returns the ones committed."""
+        if not steps:
+            return []
+        now = self.clock()
+        try:
+            applied = [
+                Applied(r.id, t, at, tuple(self._alerts(r, t, now)), r.fence) for r, t, at in steps
+            ]
+            await asyncio.to_thread(
+                self.store.apply_many,
+                applied,
+                now=now,
+                alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
+            )
+        except Exception:
+            if len(steps) == 1:
+                raise
+            stored = []
+            for step in steps:
+                try:
+                    stored += await self._store_many([step])
+                except Exception as exc:
+                    await self._failed(step[0], exc)
+            return stored
+        for rollout, transition, _ in steps:
+            if transition.state.terminal:
+                self.metrics.rollouts.labels(outcome=transition.state.value).inc()
+                await asyncio.to_thread(self.metrics.rollout_ended, self.store, rollout.id)
+        return steps
 
     async def _store(
         self, rollout: ActiveRollout, transition: Transition, *, analysed_at: datetime | None
     ) -> None:
-        """Commit a transition with its alerts, off the event loop (SQLite may wait on a lock)."""
-        now = self.clock()
-        await asyncio.to_thread(
-            self.store.apply,
-            rollout.id,
-            transition,
-            analysed_at=analysed_at,
-            now=now,
-            alerts=self._alerts(rollout, transition, now),
-            alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
-            fence=rollout.fence,
-        )
-        if transition.state.terminal:
-            self.metrics.rollouts.labels(outcome=transition.state.value).inc()
-            await asyncio.to_thread(self.metrics.rollout_ended, self.store, rollout.id)
+        """Commit one transition with its alerts, off the event loop (SQLite may wait on a lock)."""
+        await self._store_many([(rollout, transition, analysed_at)])
 
     async def _give_up(self, rollout: ActiveRollout, message: str) -> None:
         """Kubernetes refused a change for good (403, 404, 422), or kept failing too long: fail

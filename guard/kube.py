@@ -98,6 +98,27 @@ class DeploymentSnapshot:
         )
 
 
+@dataclass(frozen=True)
+class NamespaceSnapshot:
+    """One namespace as listed at the start of a tick; every rollout in it reads from this."""
+
+    namespace: str
+    deployments: dict[str, DeploymentSnapshot] = field(default_factory=dict)
+    services: dict[str, cl.ServiceSnapshot] = field(default_factory=dict)
+    httproutes: dict[str, cl.RouteSnapshot] = field(default_factory=dict)
+
+    def deployment(self, name: str) -> DeploymentSnapshot | None:
+        return self.deployments.get(name)
+
+    def cluster(self, needs: cl.ClusterNeeds) -> cl.ClusterSnapshot:
+        """What a strategy declared it needs; absent objects map to None, as on a GET's 404."""
+        return cl.ClusterSnapshot(
+            deployments={n: self.deployments.get(n) for n in needs.deployments},
+            services={n: self.services.get(n) for n in needs.services},
+            httproutes={n: self.httproutes.get(n) for n in needs.httproutes},
+        )
+
+
 def pod_template_of(template: dict[str, Any]) -> dict[str, Any]:
     """A ReplicaSet's template as the Deployment's, without the controller-added hash label."""
     restored = copy.deepcopy(template)
@@ -176,6 +197,53 @@ class KubeClient:
         ]
         return _deployment_snapshot(raw, owned)
 
+    def read_namespace(
+        self, namespace: str, *, services: bool = False, httproutes: bool = False
+    ) -> NamespaceSnapshot:
+        """Every Deployment with its ReplicaSets (and, if asked, Services and HTTPRoutes) of a
+        namespace, in one LIST each.
+
+        A tick reads this once per namespace instead of a GET and a LIST per rollout and per
+        object a strategy needs, so the calls a tick makes do not grow with its rollouts.
+        """
+        deployments = self._list(
+            lambda: self._apps.list_namespaced_deployment(
+                namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+        )
+        replica_sets = self._list(
+            lambda: self._apps.list_namespaced_replica_set(
+                namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+        )
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for rs in replica_sets:
+            for owner in _owners(rs):
+                by_owner.setdefault(owner.get("uid", ""), []).append(rs)
+        snapshot = NamespaceSnapshot(
+            namespace=namespace,
+            deployments={
+                raw["metadata"]["name"]: _deployment_snapshot(
+                    raw, by_owner.get(raw["metadata"]["uid"], [])
+                )
+                for raw in deployments
+            },
+        )
+        if services:
+            listed = self._list(
+                lambda: self._core.list_namespaced_service(
+                    namespace, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+            snapshot.services.update(
+                {s["metadata"]["name"]: cl.service_snapshot(s) for s in listed}
+            )
+        if httproutes:
+            snapshot.httproutes.update(
+                {r["metadata"]["name"]: cl.route_snapshot(r) for r in self._list_routes(namespace)}
+            )
+        return snapshot
+
     def set_images(
         self, namespace: str, name: str, images: dict[str, str], rollout_id: str
     ) -> None:
@@ -204,14 +272,6 @@ class KubeClient:
         self._call(lambda: self._patch(namespace, name, {"spec": {"paused": paused}}))
 
     # -- more than one Deployment: what canary and blue-green read and change ------------
-
-    def read_cluster(self, namespace: str, needs: cl.ClusterNeeds) -> cl.ClusterSnapshot:
-        """Read every object a strategy declared it needs; absent ones map to None."""
-        return cl.ClusterSnapshot(
-            deployments={n: self.read_deployment(namespace, n) for n in needs.deployments},
-            services={n: self._optional_service(namespace, n) for n in needs.services},
-            httproutes={n: self._optional_route(namespace, n) for n in needs.httproutes},
-        )
 
     def apply_deployment(
         self,
@@ -339,9 +399,6 @@ class KubeClient:
         )
         return cl.service_snapshot(raw)
 
-    def _read_route(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call(lambda: self._get_route(namespace, name))
-
     def _get_route(self, namespace: str, name: str) -> dict[str, Any]:
         route: Any = self._custom.get_namespaced_custom_object(
             cl.HTTPROUTE_GROUP, cl.HTTPROUTE_VERSION, namespace, cl.HTTPROUTE_PLURAL, name,
@@ -349,21 +406,28 @@ class KubeClient:
         )  # fmt: skip
         return dict(route)
 
-    def _optional_service(self, namespace: str, name: str) -> cl.ServiceSnapshot | None:
+    def _list_routes(self, namespace: str) -> list[dict[str, Any]]:
+        """HTTPRoutes of a namespace; none when the Gateway API is not installed (404)."""
         try:
-            return self._read_service(namespace, name)
+            listed: Any = self._call(
+                lambda: self._custom.list_namespaced_custom_object(
+                    cl.HTTPROUTE_GROUP,
+                    cl.HTTPROUTE_VERSION,
+                    namespace,
+                    cl.HTTPROUTE_PLURAL,
+                    _request_timeout=self._timeout,
+                )
+            )
         except KubeError as exc:
             if exc.status == 404:
-                return None
+                return []
             raise
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items
 
-    def _optional_route(self, namespace: str, name: str) -> cl.RouteSnapshot | None:
-        try:
-            return cl.route_snapshot(self._read_route(namespace, name))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def _list(self, call: Callable[[], Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._json(call).get("items") or []
+        return items
 
     def _ignore_404(self, call: Callable[[], Any]) -> None:
         try:

@@ -80,6 +80,40 @@ class Measurer:
 
     def __init__(self, prometheus: PrometheusClient) -> None:
         self.prometheus = prometheus
+        self._waiting: list[tuple[MeasureRequest, asyncio.Future[Observation]]] = []
+        self._sending: set[asyncio.Future[None]] = set()  # referenced until done
+
+    async def measure_one(self, request: MeasureRequest, at: datetime) -> Observation:
+        """One rollout's measurement, batched with every other asked for in the same pass of
+        the event loop (a tick's pre-flights start together), at the first caller's time.
+
+        Without it, a thousand rollouts submitted at once cost three queries each, and the
+        connection pool's queue times them out.
+        """
+        future: asyncio.Future[Observation] = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, future))
+        if len(self._waiting) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, at)
+        return await future
+
+    def _flush(self, at: datetime) -> None:
+        waiting, self._waiting = self._waiting, []
+
+        async def send() -> None:
+            try:
+                found = await self.measure([r for r, _ in waiting], at)
+            except Exception as exc:
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            for request, future in waiting:
+                if not future.done():
+                    future.set_result(found[request.rollout_id])
+
+        task = asyncio.ensure_future(send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def measure(self, requests: list[MeasureRequest], at: datetime) -> dict[str, Observation]:
         groups: dict[tuple[Queries, float], list[MeasureRequest]] = defaultdict(list)

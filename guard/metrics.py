@@ -75,6 +75,12 @@ class GuardMetrics:
             "PromQL queries the last analysing tick sent, for all its rollouts together.",
             registry=self.registry,
         )
+        self.kubernetes_calls_last_tick = Gauge(
+            "guard_kubernetes_calls_last_tick",
+            "Kubernetes API calls the last tick made for all its rollouts together: one listing "
+            "per namespace, plus the changes it decided.",
+            registry=self.registry,
+        )
         self.analysed_last_tick = Gauge(
             "guard_analysed_rollouts_last_tick",
             "Rollouts the last analysing tick measured.",

@@ -109,11 +109,8 @@ class PrometheusClient:
                 QueryStatus.QUERY_ERROR,
                 error=f"expected a vector, got {data.get('resultType')}",
             )
-        series = tuple(
-            (item["metric"], float(item["value"][1]))
-            for item in data["result"]
-            if not math.isnan(float(item["value"][1]))
-        )
+        values = ((item["metric"], float(item["value"][1])) for item in data["result"])
+        series = tuple((metric, value) for metric, value in values if not math.isnan(value))
         return VectorResult(query, QueryStatus.OK if series else QueryStatus.NO_DATA, series)
 
     async def query_range(

@@ -24,7 +24,8 @@ class Services:
     scheduler: AsyncIOScheduler
 
 
-def get_services(request: Request) -> Services:
-    """FastAPI dependency: the process's services."""
+async def get_services(request: Request) -> Services:
+    """FastAPI dependency: the process's services. Async because it does no I/O: a sync
+    dependency would cost every request a hop through the thread pool."""
     services: Services = request.app.state.services
     return services

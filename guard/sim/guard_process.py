@@ -98,12 +98,14 @@ class GuardProcess:
         port: int | None = None,
         tokens: Mapping[str, Sequence[str]] | None = None,
         standby: bool = False,
+        start_timeout: float = 60.0,
     ) -> None:
         """`standby`: fork each guard from a process that has already imported the guard, so
         a restart after `kill()` costs the guard's start-up, not the interpreter's imports
         (the crash test restarts it dozens of times). The guard itself is still a new process
         running `guard serve`, and SIGKILL still ends it with nothing flushed or closed.
         """
+        self.start_timeout = start_timeout
         self.config_path = config_path
         self.log_path = log_path
         self.port = port or free_port()
@@ -145,7 +147,8 @@ class GuardProcess:
             raise RuntimeError(f"guard zygote exited: {self.log_tail()}")
         return _Forked(int(line))
 
-    def start(self, timeout: float = 60.0) -> str:
+    def start(self, timeout: float | None = None) -> str:
+        timeout = timeout or self.start_timeout
         self._process = self._spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -158,6 +161,7 @@ class GuardProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.kill()  # not left running: a failed __enter__ gets no __exit__
         raise TimeoutError(f"guard not ready after {timeout}s: {self.log_tail()}")
 
     @property

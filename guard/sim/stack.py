@@ -89,8 +89,10 @@ class SimulatedStack:
         self.prometheus.start()
         for name in (s.deployment, *s.extra_deployments):
             self.wait_complete(timeout, name)
+        window = max(5.0, 3 * s.scrape_interval_seconds)  # a rate needs two samples in it
         self.prometheus.wait_for_series(
-            f'sum(rate(http_requests_total{{namespace="{s.namespace}"}}[5s])) > 0', timeout=timeout
+            f'sum(rate(http_requests_total{{namespace="{s.namespace}"}}[{window:g}s])) > 0',
+            timeout=timeout,
         )
 
     @property

@@ -35,7 +35,14 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 
 from guard.sim.routing import Entry, service_split
 
-__all__ = ["LATENCY_BUCKETS", "Pod", "TrafficProfile", "Workload", "lognormal_params"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Fleet",
+    "Pod",
+    "TrafficProfile",
+    "Workload",
+    "lognormal_params",
+]
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +209,13 @@ class Workload:
         with self._lock:
             return list(self._pods)
 
+    def rate_to(self, image: str) -> float:
+        """Requests per second now going to serving pods that run `image`, all entries together."""
+        with self._lock:
+            return sum(
+                self._rates.get(p.name, 0.0) for p in self._pods if p.serving and p.image == image
+            )
+
     def requests_served(
         self, pod_template_hash: str | None = None, code: str | None = None
     ) -> dict[str, int]:
@@ -320,12 +334,12 @@ class Workload:
     # -- prometheus_client Collector protocol --------------------------------------------
 
     def collect(self) -> Iterable[Metric]:
-        requests = CounterMetricFamily(
-            "http_requests_total", "HTTP requests served.", labels=[*_LABELS, "code"]
-        )
-        duration = HistogramMetricFamily(
-            "http_request_duration_seconds", "HTTP request latency.", labels=_LABELS
-        )
+        requests, duration = _families()
+        self.add_samples(requests, duration)
+        return [requests, duration]
+
+    def add_samples(self, requests: CounterMetricFamily, duration: HistogramMetricFamily) -> None:
+        """Add this service's pods to metric families shared with other services."""
         with self._lock:
             snapshot = [
                 (name, s.pod_template_hash, s.ok, s.errors, s.buckets.cumsum(), s.latency_sum)
@@ -342,4 +356,131 @@ class Workload:
                 [(le, float(c)) for le, c in zip(_LE_LABELS, cumulative, strict=True)],
                 latency_sum,
             )
+
+
+def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+    requests = CounterMetricFamily(
+        "http_requests_total", "HTTP requests served.", labels=[*_LABELS, "code"]
+    )
+    duration = HistogramMetricFamily(
+        "http_request_duration_seconds", "HTTP request latency.", labels=_LABELS
+    )
+    return requests, duration
+
+
+class Fleet:
+    """Many Services of one namespace, each with its own pods, scraped as one target.
+
+    For a platform-sized test (hundreds of services): one thread lists the namespace's Services
+    and Pods (two calls however many services, as an informer-fed service discovery would), and
+    each Service's traffic is simulated as `Workload` does for one. Only Service entry points.
+    """
+
+    def __init__(
+        self,
+        kube_url: str,
+        namespace: str,
+        services: list[str],
+        requests_per_second: float = 20.0,
+        tick_seconds: float = 0.5,
+        seed: int | None = None,
+        *,
+        default_profile: TrafficProfile | None = None,
+    ) -> None:
+        self.kube_url = kube_url.rstrip("/")
+        self.namespace = namespace
+        self.tick_seconds = tick_seconds
+        rng = np.random.default_rng(seed)
+        self.members = {
+            name: Workload(
+                kube_url,
+                namespace,
+                name,
+                requests_per_second,
+                tick_seconds,
+                seed=int(rng.integers(2**31)),
+                default_profile=default_profile,
+            )
+            for name in services
+        }
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(self)
+
+    def set_profile(self, image: str, profile: TrafficProfile) -> None:
+        for member in self.members.values():
+            member.set_profile(image, profile)
+
+    def start(self) -> str:
+        """Start serving and simulating; returns the scrape target ``127.0.0.1:PORT``."""
+        if self._server is None:
+            self._server, _ = start_wsgi_server(0, addr="127.0.0.1", registry=self._registry)
+        if self._thread is None:
+            self._stop.clear()
+            with httpx.Client(timeout=10.0) as client:
+                self.refresh(client)
+            self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
+            self._thread.start()
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Fleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def refresh(self, client: httpx.Client) -> None:
+        """Each member's pods: the namespace's Pods that its Service's selector matches."""
+        base = f"{self.kube_url}/api/v1/namespaces/{self.namespace}"
+        services = client.get(f"{base}/services")
+        pods = client.get(f"{base}/pods")
+        services.raise_for_status()
+        pods.raise_for_status()
+        by_labels: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for item in pods.json().get("items") or []:
+            for label in (item.get("metadata") or {}).get("labels", {}).items():
+                by_labels.setdefault(label, []).append(item)
+        for service in services.json().get("items") or []:
+            member = self.members.get(service["metadata"]["name"])
+            selector = (service.get("spec") or {}).get("selector") or {}
+            if member is None or not selector:
+                continue
+            first, *rest = selector.items()
+            matching = [
+                item
+                for item in by_labels.get(first, [])
+                if all(item["metadata"]["labels"].get(k) == v for k, v in rest)
+            ]
+            member._set_pods(parse_pods({"items": matching}))
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        with httpx.Client(timeout=max(2.0, 5 * self.tick_seconds)) as client:
+            while not self._stop.wait(max(0.0, last + self.tick_seconds - time.monotonic())):
+                now = time.monotonic()
+                try:
+                    self.refresh(client)
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.warning("Kubernetes API unavailable (%s); keeping last known pods", exc)
+                for member in self.members.values():
+                    member.tick(now - last)
+                last = now
+
+    def collect(self) -> Iterable[Metric]:
+        requests, duration = _families()
+        for member in self.members.values():
+            member.add_samples(requests, duration)
         return [requests, duration]

@@ -21,7 +21,10 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 class DownApi:
     """Every read fails as it would with the API server unreachable."""
 
-    def read_deployment(self, namespace: str, name: str) -> Any:
+    calls = 0
+
+    def read_namespace(self, namespace: str, **wanted: bool) -> Any:
+        self.calls += 1
         raise KubeError("ConnectionRefusedError: [Errno 111]", retryable=True)
 
 

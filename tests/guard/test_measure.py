@@ -462,3 +462,26 @@ def test_a_hostile_value_stays_inside_its_regex_alternation(value: str) -> None:
 def test_a_value_longer_than_any_kubernetes_name_is_refused() -> None:
     with pytest.raises(ValueError, match="too long"):
         selector_for(QUERIES, [("a" * 254, "abc")])
+
+
+def test_single_measurements_asked_together_share_one_batch() -> None:
+    """Pre-flights started in the same tick each ask for one version; they cost one batch."""
+    fake = fleet(30)
+
+    async def go() -> list[Observation]:
+        prometheus = PrometheusClient(
+            "http://prometheus.test:9090", transport=httpx.MockTransport(fake)
+        )
+        try:
+            measurer = Measurer(prometheus)
+            return list(
+                await asyncio.gather(*(measurer.measure_one(rollout(i), AT) for i in range(30)))
+            )
+        finally:
+            await prometheus.close()
+
+    observations = asyncio.run(go())
+    assert len(fake.queries) == 3
+    for i, observation in enumerate(observations):
+        assert observation.candidate is not None
+        assert observation.candidate.requests == 100 + i

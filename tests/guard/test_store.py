@@ -20,7 +20,7 @@ from guard.models import (
     Verdict,
 )
 from guard.sim.postgres import PostgresServer
-from guard.store import Conflict, Fence, LeaseLost, NotFound, Store
+from guard.store import Applied, Conflict, Fence, LeaseLost, NotFound, Store
 from strategies.base import Action, Transition
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -386,6 +386,21 @@ def test_supersede_queues_an_abort_on_the_rollout_in_flight(store: Store) -> Non
     superseded = store.get(first.id)
     assert superseded.pending_commands == [ControlCommand.ABORT]
     assert any(second.id in h["message"] for h in superseded.details["history"])
+
+
+def test_apply_many_commits_every_transition_together_or_none(store: Store) -> None:
+    a, _ = store.submit(request(deployment="a"), idempotency_key=None, now=T0)
+    b, _ = store.submit(request(deployment="b"), idempotency_key=None, now=T0)
+    moved = Transition(RolloutState.PROGRESSING, "analysing", {"k": 1}, decision=decision())
+    with pytest.raises(NotFound):
+        store.apply_many([Applied(a.id, moved, T0), Applied("nope", moved, T0)], now=T0)
+    assert {r.state for r in store.active()} == {RolloutState.PENDING}
+    store.apply_many([Applied(a.id, moved, T0), Applied(b.id, moved, T0)], now=T0)
+    for view in (store.get(a.id), store.get(b.id)):
+        assert view.state is RolloutState.PROGRESSING
+        assert len(view.decisions) == 1
+        assert [h["state"] for h in view.details["history"]] == ["pending", "progressing"]
+    assert all(r.last_analysis_at == T0 for r in store.active())
 
 
 # --- leases (several replicas) ----------------------------------------------------------------

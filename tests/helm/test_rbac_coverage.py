@@ -75,6 +75,11 @@ def _run_rollouts(strategy: str, workdir: Path) -> list[RequestRecord]:
             guard.wait_for(aborted, states=("progressing",))
             _abort(guard, aborted)
             outcomes["abort"] = guard.wait_for(aborted)["state"]
+            with guard.client() as client:  # `guard revisions` reads the Deployment alone
+                listed = client.get(
+                    "/v1/services/checkout/revisions", params={"namespace": WATCHED}
+                )
+            assert listed.status_code == 200, listed.text
             log = guard.log_tail()
         assert outcomes == {"good": "promoted", "bad": "rolled_back", "abort": "aborted"}, log
         return [r for r in stack.kube.requests_log if r.user_agent.startswith(GUARD_USER_AGENT)]

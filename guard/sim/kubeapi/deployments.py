@@ -42,8 +42,15 @@ class DeploymentController:
         self.store = store
 
     def sync_all(self) -> None:
+        """One pass over every Deployment, its ReplicaSets found through one owner index (as
+        upstream's informer indexes do) rather than a scan of all ReplicaSets per Deployment."""
+        owned: dict[str, list[JSON]] = {}
+        for rs in self.store.items(REPLICASETS):
+            owner = controller_of(rs)
+            if owner is not None:
+                owned.setdefault(owner, []).append(rs)
         for d in list(self.store.items(DEPLOYMENTS)):
-            self.sync(copy.deepcopy(d))
+            self.sync(copy.deepcopy(d), owned.get(d["metadata"]["uid"], []))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -77,13 +84,8 @@ class DeploymentController:
 
     # ------------------------------------------------------------------ syncDeployment
 
-    def sync(self, d: JSON) -> None:
-        ns, uid = d["metadata"]["namespace"], d["metadata"]["uid"]
-        rss = [
-            copy.deepcopy(rs)
-            for rs in self.store.items(REPLICASETS, ns)
-            if controller_of(rs) == uid
-        ]
+    def sync(self, d: JSON, owned: list[JSON]) -> None:
+        rss = [copy.deepcopy(rs) for rs in owned]
         rss.sort(key=lambda rs: (rs["metadata"]["creationTimestamp"], rs["metadata"]["name"]))
         self._check_paused_conditions(d)
         if d["spec"].get("paused") or self._is_scaling_event(d, rss):

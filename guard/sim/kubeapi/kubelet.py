@@ -50,6 +50,9 @@ class Kubelet:
         self.default_delay = default_delay
         self._started: dict[str, float] = {}
         self._ready_since: dict[str, float] = {}
+        # uid -> (resourceVersion, behaviours) of a pod found ready and unchanged: its status
+        # cannot change until the object or its images' behaviour does, so it is not recomputed.
+        self._settled: dict[str, tuple[str, tuple[ImageBehaviour, ...]]] = {}
         self._next_ip = int(ipaddress.IPv4Address("10.244.0.10"))
 
     def behaviour(self, image: str) -> ImageBehaviour:
@@ -64,6 +67,12 @@ class Kubelet:
         for pod in list(self.store.items(PODS)):
             uid = pod["metadata"]["uid"]
             live.add(uid)
+            behaviours = tuple(
+                self.behaviour(str(c.get("image", ""))) for c in pod["spec"].get("containers", [])
+            )
+            settled = (pod["metadata"].get("resourceVersion", ""), behaviours)
+            if self._settled.get(uid) == settled:
+                continue
             started = self._started.setdefault(uid, mono)
             new = self._desired(pod, mono - started)
             ready = all(c["ready"] for c in new["status"].get("containerStatuses", []))
@@ -73,9 +82,12 @@ class Kubelet:
                 self._ready_since.pop(uid, None)
             if new != pod:
                 self.store.commit(PODS, new, pod)
+            elif ready and not any(b.broken for b in behaviours):
+                self._settled[uid] = settled
         for gone in set(self._started) - live:
             self._started.pop(gone, None)
             self._ready_since.pop(gone, None)
+            self._settled.pop(gone, None)
 
     def _container_status(self, pod: JSON, ctr: JSON, elapsed: float, started_at: str) -> JSON:
         image = str(ctr.get("image", ""))

@@ -63,22 +63,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 Exactly what guard/kube.py calls, nothing more; tests/helm/test_rbac_coverage.py checks this
 against every request the guard sent to the Kubernetes API simulator during real rollouts:
+  read_namespace       -> list deployments, replicasets (services, httproutes if a strategy
+                          needs them): one listing per namespace per tick
   read_deployment      -> get deployments, list replicasets (label selector of the Deployment)
   set_images, restore_template, set_paused -> patch deployments
 */}}
 {{- define "deploy-guard.rbacRules" -}}
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "patch", "create", "delete"]
+  verbs: ["get", "list", "patch", "create", "delete"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "patch", "create", "delete"]
+  verbs: ["get", "list", "patch", "create", "delete"]
 {{- if .Values.rbac.gatewayApi }}
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["get", "update"]
+  verbs: ["get", "list", "update"]
 {{- end }}
 {{- end }}

@@ -313,3 +313,48 @@ def test_slow_canary_resolves_severity_thresholds(kube: FakeKube) -> None:
         labels = prom.query('http_requests_total{pod="c1",code="200"}')[0]["metric"]
         assert labels["namespace"] == NS and labels["service"] == SVC
         assert labels["job"] == "workload" and labels["instance"] == wl.target
+
+
+def test_fleet_serves_each_service_its_own_pods() -> None:
+    """Two listings per refresh, however many Services; each Service's pods get its traffic."""
+    from guard.sim.kubeapi import KubeApiSimulator
+    from guard.sim.workload import Fleet
+
+    names = ["svc-a", "svc-b", "svc-c"]
+    with KubeApiSimulator(default_ready_delay_seconds=0) as sim:
+        for name in names:
+            labels = {"app": name}
+            sim.apply(
+                {"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": name, "namespace": "fleet"},
+                 "spec": {"selector": labels, "ports": [{"port": 80}]}}
+            )  # fmt: skip
+            sim.apply(
+                {"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": name, "namespace": "fleet"},
+                 "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                          "template": {"metadata": {"labels": labels},
+                                       "spec": {"containers": [{"name": "app", "image": "a:1"}]}}}}
+            )  # fmt: skip
+        fleet = Fleet(sim.base_url, "fleet", names, requests_per_second=100, seed=1)
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=10) as client:
+            while time.monotonic() < deadline:
+                fleet.refresh(client)
+                if all(m.pods() and m.pods()[0].serving for m in fleet.members.values()):
+                    break
+                time.sleep(0.1)
+        sim.clear_requests_log()
+        with httpx.Client(timeout=10) as client:
+            fleet.refresh(client)
+        assert len(sim.requests_log) == 2
+        for member in fleet.members.values():
+            member.tick(1.0)
+        served = {
+            sample.labels["service"]: sample.labels["pod"]
+            for family in fleet.collect()
+            for sample in family.samples
+            if sample.name == "http_requests_total" and sample.value > 0
+        }
+    assert set(served) == set(names)
+    assert all(pod.startswith(service) for service, pod in served.items())

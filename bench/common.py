@@ -1,0 +1,123 @@
+"""What every benchmark shares: the machine it ran on, a table, one JSON line, a guard's /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def machine() -> dict[str, Any]:
+    """The figures mean little without the machine and how busy it was (other work shares it)."""
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_kb = 0
+    match = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    if match:
+        memory_kb = int(match.group(1))
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Rows as aligned columns, headed by the column names."""
+    cells = [[str(row.get(c, "-")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def emit(name: str, rows: Sequence[dict[str, Any]], columns: Sequence[str], **extra: Any) -> None:
+    """Print the table, then the same figures as one JSON line (the last line of output)."""
+    print(table(rows, columns))
+    payload = {"benchmark": name, **extra, "machine": machine(), "results": list(rows)}
+    print(json.dumps(payload), flush=True)
+
+
+class ProcessStats:
+    """CPU seconds and resident memory of one process, read from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
+
+    def memory_mb(self) -> tuple[float, float]:
+        """(resident now, peak resident) in MiB."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        values = {
+            key: int(re.search(rf"{key}:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            for key in ("VmRSS", "VmHWM")
+        }
+        return values["VmRSS"] / 1024, values["VmHWM"] / 1024
+
+
+def metric(text: str, name: str) -> float | None:
+    """One unlabelled sample of a Prometheus text exposition, or None."""
+    match = re.search(rf"^{re.escape(name)} ([0-9.eE+-]+|NaN)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+class SimulatorProcess:
+    """`python -m guard.sim.kubeapi` in its own process, so its controllers and HTTP server do
+    not share an interpreter lock with the benchmark's load."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, *, tick_seconds: float = 0.1) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.tick_seconds = tick_seconds
+        self.url = ""
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SimulatorProcess:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "guard.sim.kubeapi", "--kubeconfig", str(self.kubeconfig),
+             "--namespace", self.namespace, "--tick-seconds", str(self.tick_seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        match = re.search(r"(http://\S+)", line)
+        if match is None:
+            self.__exit__()
+            raise RuntimeError(f"Kubernetes API simulator did not start: {line!r}")
+        self.url = match.group(1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise TimeoutError("Kubernetes API simulator not ready")
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()

@@ -1,0 +1,60 @@
+"""The speed benchmarks run end to end in tiny configurations and report what they measured.
+
+Only behaviour is asserted (the JSON line's shape, counts, outcomes), never a time: CI machines
+vary and are shared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(module: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    ).stdout.splitlines()
+    figures: dict[str, Any] = json.loads(out[-1])
+    assert figures["machine"]["cpus"] >= 1 and len(figures["machine"]["load_average"]) == 3
+    return figures
+
+
+def test_scale_reports_queries_and_kubernetes_calls_per_tick_for_all_rollouts() -> None:
+    figures = run("bench.scale", "--sizes", "3", "--ticks", "2", "--tick-seconds", "1")
+    assert figures["benchmark"] == "scale"
+    (row,) = figures["results"]
+    assert row["rollouts"] == 3 and row["accepted"] == 3 and row["analysed"] == 3
+    assert row["states"] == {"progressing": 3}
+    assert row["queries_per_tick"] == 3  # one batch, whatever the number of rollouts
+    assert row["k8s_calls_per_tick"] == 2  # one namespace: Deployments and ReplicaSets
+    assert row["ticks"] >= 2 and row["rss_mb"] > 0 and row["cpu_ms_per_tick"] >= 0
+
+
+def test_handoff_reports_both_endpoints_without_failures() -> None:
+    figures = run("bench.handoff", "--requests", "40", "--concurrency", "4")
+    assert figures["benchmark"] == "handoff"
+    rows = {row["endpoint"]: row for row in figures["results"]}
+    assert set(rows) == {"POST /v1/rollouts", "GET /v1/rollouts/{id}"}
+    for row in rows.values():
+        assert row["requests"] == 40 and row["failures"] == 0
+        assert row["p50_ms"] <= row["p99_ms"]
+
+
+def test_time_to_safety_rolls_a_faulty_release_back_and_times_each_stage() -> None:
+    figures = run(
+        "bench.time_to_safety", "--scrapes", "1", "--faults", "errors", "--strategies", "canary"
+    )
+    (row,) = figures["results"]
+    assert (row["strategy"], row["fault"], row["outcome"]) == ("canary", "errors", "rolled_back")
+    assert 0 <= row["breach_s"] <= row["decision_s"] <= row["verified_s"]
+    assert row["traffic_s"] is not None and row["target_s"] == 8
