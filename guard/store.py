@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.base import AlertEvent
 from guard import audit as audit_log
@@ -429,19 +430,36 @@ class Store:
                     if mine >= share:
                         continue
                     mine += 1
-                if row.lease_owner != replica_id:
-                    if row.lease_owner is not None:
-                        message = (
-                            f"replica {replica_id} took over from {row.lease_owner}, whose "
-                            f"lease expired"
-                        )
-                        session.add(
-                            EventRow(rollout_id=row.id, at=now, state=row.state, message=message)
-                        )
-                    row.lease_owner = replica_id
-                    row.fencing_token = (row.fencing_token or 0) + 1
-                row.lease_expires_at = until
                 taken.append(row)
+            renewed = [row for row in taken if row.lease_owner == replica_id]
+            acquired = [row for row in taken if row.lease_owner != replica_id]
+            session.add_all(
+                EventRow(
+                    rollout_id=row.id,
+                    at=now,
+                    state=row.state,
+                    message=(
+                        f"replica {replica_id} took over from {row.lease_owner}, whose lease "
+                        f"expired"
+                    ),
+                )
+                for row in acquired
+                if row.lease_owner is not None
+            )
+            _bulk_update(session, renewed, lease_expires_at=until)
+            _bulk_update(
+                session,
+                acquired,
+                lease_owner=replica_id,
+                fencing_token=func.coalesce(RolloutRow.fencing_token, 0) + 1,
+                lease_expires_at=until,
+            )
+            for row in renewed:
+                set_committed_value(row, "lease_expires_at", until)
+            for row in acquired:
+                set_committed_value(row, "lease_owner", replica_id)
+                set_committed_value(row, "fencing_token", (row.fencing_token or 0) + 1)
+                set_committed_value(row, "lease_expires_at", until)
             session.flush()
             return self._hand_out(session, taken, replica_id)
 
@@ -719,6 +737,21 @@ def _lease(row: RolloutRow) -> dict[str, Any] | None:
 
 def _unfinished() -> Any:
     return RolloutRow.state.not_in([s.value for s in TERMINAL_STATES])
+
+
+def _bulk_update(session: Session, rows: Sequence[RolloutRow], **values: Any) -> None:
+    """One UPDATE for all these rows (already locked by the caller), not one per row.
+
+    The loaded objects are not refreshed: the caller sets the committed values it wrote, so the
+    session neither reloads nor writes them again.
+    """
+    if rows:
+        session.execute(
+            update(RolloutRow)
+            .where(RolloutRow.id.in_([row.id for row in rows]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _fenced(session: Session, rollout_id: str, fence: Fence | None) -> RolloutRow:
