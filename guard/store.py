@@ -44,8 +44,9 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.base import AlertEvent
 from guard import audit as audit_log
@@ -208,7 +209,8 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(
             engine_url(url),
-            pool_pre_ping=True,
+            # A local SQLite file has no connection to lose; a ping per checkout is pure cost.
+            pool_pre_ping=make_url(engine_url(url)).get_backend_name() != "sqlite",
             json_serializer=dumps_json,
             json_deserializer=loads_json,
         )
@@ -337,11 +339,12 @@ class Store:
             )
             session.add(row)
             session.flush()  # the row before its event: PostgreSQL checks the foreign key
-            session.add(EventRow(rollout_id=row.id, at=now, state=row.state, message="submitted"))
+            submitted = EventRow(rollout_id=row.id, at=now, state=row.state, message="submitted")
+            session.add(submitted)
             if actor is not None:
                 _audit_submit(session, row, request, audit_as, actor, reason, active, now)
             session.flush()
-            return self._view(session, row, decisions=False), True  # a new rollout has none
+            return self._view(session, row, new=(request, submitted)), True
 
     def get(self, rollout_id: str) -> RolloutView:
         with self._session() as session:
@@ -429,19 +432,36 @@ class Store:
                     if mine >= share:
                         continue
                     mine += 1
-                if row.lease_owner != replica_id:
-                    if row.lease_owner is not None:
-                        message = (
-                            f"replica {replica_id} took over from {row.lease_owner}, whose "
-                            f"lease expired"
-                        )
-                        session.add(
-                            EventRow(rollout_id=row.id, at=now, state=row.state, message=message)
-                        )
-                    row.lease_owner = replica_id
-                    row.fencing_token = (row.fencing_token or 0) + 1
-                row.lease_expires_at = until
                 taken.append(row)
+            renewed = [row for row in taken if row.lease_owner == replica_id]
+            acquired = [row for row in taken if row.lease_owner != replica_id]
+            session.add_all(
+                EventRow(
+                    rollout_id=row.id,
+                    at=now,
+                    state=row.state,
+                    message=(
+                        f"replica {replica_id} took over from {row.lease_owner}, whose lease "
+                        f"expired"
+                    ),
+                )
+                for row in acquired
+                if row.lease_owner is not None
+            )
+            _bulk_update(session, renewed, lease_expires_at=until)
+            _bulk_update(
+                session,
+                acquired,
+                lease_owner=replica_id,
+                fencing_token=func.coalesce(RolloutRow.fencing_token, 0) + 1,
+                lease_expires_at=until,
+            )
+            for row in renewed:
+                set_committed_value(row, "lease_expires_at", until)
+            for row in acquired:
+                set_committed_value(row, "lease_owner", replica_id)
+                set_committed_value(row, "fencing_token", (row.fencing_token or 0) + 1)
+                set_committed_value(row, "lease_expires_at", until)
             session.flush()
             return self._hand_out(session, taken, replica_id)
 
@@ -633,23 +653,40 @@ class Store:
             row = _fenced(session, rollout_id, fence)
             row.pending_actions = []
 
-    def _view(self, session: Session, row: RolloutRow, *, decisions: bool = True) -> RolloutView:
+    def _view(
+        self,
+        session: Session,
+        row: RolloutRow,
+        *,
+        decisions: bool = True,
+        new: tuple[RolloutRequest, EventRow] | None = None,
+    ) -> RolloutView:
+        """The API's view of a rollout.
+
+        `new` is the request and only event of a rollout created in this transaction: it has no
+        decisions and nothing else to read back, which spares a hand-off two queries and a
+        validation of the request it was just given.
+        """
         decision_rows: Iterable[DecisionRow] = (
             session.scalars(
                 select(DecisionRow).where(DecisionRow.rollout_id == row.id).order_by(DecisionRow.id)
             )
-            if decisions
+            if decisions and new is None
             else []
         )
-        events = session.scalars(
-            select(EventRow).where(EventRow.rollout_id == row.id).order_by(EventRow.id)
+        events: Iterable[EventRow] = (
+            [new[1]]
+            if new is not None
+            else session.scalars(
+                select(EventRow).where(EventRow.rollout_id == row.id).order_by(EventRow.id)
+            )
         )
         return RolloutView(
             id=row.id,
             state=RolloutState(row.state),
             step=row.step,
             strategy=row.strategy,
-            request=RolloutRequest.model_validate(row.request),
+            request=new[0] if new is not None else RolloutRequest.model_validate(row.request),
             message=row.message,
             outcome_reason=row.outcome_reason,
             submitted_by=row.submitted_by,
@@ -719,6 +756,21 @@ def _lease(row: RolloutRow) -> dict[str, Any] | None:
 
 def _unfinished() -> Any:
     return RolloutRow.state.not_in([s.value for s in TERMINAL_STATES])
+
+
+def _bulk_update(session: Session, rows: Sequence[RolloutRow], **values: Any) -> None:
+    """One UPDATE for all these rows (already locked by the caller), not one per row.
+
+    The loaded objects are not refreshed: the caller sets the committed values it wrote, so the
+    session neither reloads nor writes them again.
+    """
+    if rows:
+        session.execute(
+            update(RolloutRow)
+            .where(RolloutRow.id.in_([row.id for row in rows]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _fenced(session: Session, rollout_id: str, fence: Fence | None) -> RolloutRow:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from guard.dora.frame import DEPLOYMENT_OUTCOMES, OUTCOME_CODES, Outcome, Window
@@ -28,6 +26,9 @@ from guard.dora.levels import (
     lead_time_level,
     recovery_level,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Distribution(BaseModel):
@@ -128,6 +129,9 @@ def kpi_status(value: float | None, target: KpiTarget) -> KpiStatus:
 
 def derive(frame: pd.DataFrame) -> pd.DataFrame:
     """Add the per-deployment figures every metric is an aggregate of (NaN where n/a)."""
+    import numpy as np
+    import pandas as pd
+
     outcome = frame["outcome"].to_numpy()
     promoted = outcome == OUTCOME_CODES[Outcome.PROMOTED]
     rolled_back = outcome == OUTCOME_CODES[Outcome.ROLLED_BACK]
@@ -216,6 +220,8 @@ def _row(stats: pd.DataFrame, name: Any) -> pd.Series:
 
 
 def _group_stats(grouped: Any) -> pd.DataFrame:
+    import pandas as pd
+
     sums = grouped[list(_SUMS)].sum()
     parts = [sums]
     for column in _DISTRIBUTIONS:
@@ -235,6 +241,9 @@ def _group_stats(grouped: Any) -> pd.DataFrame:
 
 
 def _summarise(rows: pd.DataFrame, scope: Literal["all"], group: str, days: float) -> Summary:
+    import numpy as np
+    import pandas as pd
+
     stats: dict[str, Any] = {name: int(rows[name].sum()) for name in _SUMS}
     for column in _DISTRIBUTIONS:
         values = rows[column].to_numpy()
@@ -248,6 +257,8 @@ def _summarise(rows: pd.DataFrame, scope: Literal["all"], group: str, days: floa
 
 
 def _outcome_counts(rows: pd.DataFrame) -> dict[str, int]:
+    import numpy as np
+
     codes = np.bincount(rows["outcome"].to_numpy().astype(np.int64), minlength=len(Outcome))
     return {o.value: int(codes[OUTCOME_CODES[o]]) for o in Outcome if o.is_deployment}
 
@@ -319,6 +330,8 @@ def _summary_from(
 
 def weekly(rows: pd.DataFrame, window: Window) -> list[WeekPoint]:
     """Every week the window touches, empty weeks included, so a chart's x axis is honest."""
+    import numpy as np
+
     first = _monday(window.start)
     origin = datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()
     count = math.ceil((window.end.timestamp() - origin) / WEEK)

@@ -12,11 +12,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
 
 from guard.dora.levels import DAY
 
@@ -129,6 +130,9 @@ def build_frame(
 ) -> pd.DataFrame:
     """Records to the columnar table `report` works on: times as float epoch seconds (NaN when
     absent), the first incident of each rollout joined in, and rework marked."""
+    import numpy as np
+    import pandas as pd
+
     rows = list(deployments)
     by_rollout: dict[str, IncidentRecord] = {}
     for incident in sorted(incidents, key=lambda i: i.opened_at):
@@ -169,6 +173,8 @@ def _during_open_incident(
     frame: pd.DataFrame, incidents: Iterable[IncidentRecord], rows: Sequence[DeploymentRecord]
 ) -> npt.NDArray[np.bool_]:
     """Deployments of a service submitted while an incident on that service was open."""
+    import numpy as np
+
     service_of = {r.rollout_id: r.service for r in rows}
     marked = np.zeros(len(frame), dtype=bool)
     services = frame["service"].astype(str).to_numpy()
