@@ -1,4 +1,8 @@
-"""Fixtures shared by every test directory: a real PostgreSQL server for the store's backends."""
+"""Fixtures shared by every test directory: a real PostgreSQL server for the store's backends.
+
+The longest tests are collected first, so that xdist starts them first and the end of a run is
+filled with short tests rather than waiting on one two-minute test.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,22 @@ from pathlib import Path
 import pytest
 
 from guard.sim.postgres import PostgresNotInstalledError, PostgresServer
+
+LONGEST_FIRST = (
+    "tests/e2e/test_crash.py",
+    "tests/e2e/test_demo.py",
+    "tests/helm/test_rbac_coverage.py",
+    "tests/e2e/test_replicas.py",
+    "tests/bench/test_speed_benches.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other test keeps its order
 
 
 @pytest.fixture(scope="session")
