@@ -48,10 +48,16 @@ _TAG_BYTES = FLOAT_TAG.encode()  # PostgreSQL's driver hands JSON over as bytes
 def dumps_json(value: Any) -> str:
     """JSON for the store's JSON columns, keeping infinities (a histogram's +Inf bucket).
 
-    Python writes them as the bare token `Infinity`, which SQLite keeps but PostgreSQL's JSON
-    type refuses, so they are written as {"__float__": "inf"} and read back as floats.
+    JSON has no infinity: orjson writes one as null, and the bare token `Infinity` that Python
+    writes is refused by PostgreSQL's JSON type. So a value whose JSON does not read back equal
+    (an infinity or NaN, a tuple) is written again with {"__float__": "inf"} in their place,
+    read back as floats. Checking the round trip costs a fifth of walking every value first,
+    and a tick writes every analysed rollout's state.
     """
-    return orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS).decode()
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    if orjson.loads(text) != value:
+        text = orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS)
+    return text.decode()
 
 
 def loads_json(text: str | bytes) -> Any:
