@@ -65,8 +65,10 @@ class Observation:
     """What one analysis interval sees.
 
     `candidate_total` adds up the new version's windows since its step began; analyzers fall
-    back on it when one window holds too few requests. `unavailable` lists the queries that got
-    no answer from Prometheus, which makes the interval say nothing about the release.
+    back on it when one window holds too few requests. `baseline_total` does the same for the
+    stable version, whose error rate a short window measures too loosely to compare against.
+    `unavailable` lists the queries that got no answer from Prometheus, which makes the
+    interval say nothing about the release.
     """
 
     at: datetime
@@ -74,6 +76,7 @@ class Observation:
     candidate: TrackSample | None
     baseline: TrackSample | None = None
     candidate_total: TrackSample | None = None
+    baseline_total: TrackSample | None = None
     unavailable: tuple[tuple[str, str], ...] = ()
 
 

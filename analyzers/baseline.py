@@ -8,6 +8,8 @@ the latency histograms.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from guard.config import AnalysisConfig
 from guard.models import Evidence, Severity, Verdict
 
@@ -32,11 +34,13 @@ class BaselineAnalyzer:
         if candidate is None or candidate.requests <= 0:
             return AnalysisResult(Verdict.CONTINUE, Severity.NONE, "no new-version traffic")
         window = observation.window_seconds
-        evidence = [_error_test(candidate, baseline, config, window)]
+        stable = _stable_severity(baseline, config)
+        stable_errors = _error_baseline(baseline, observation.baseline_total, stable)
+        scope = "" if stable_errors is baseline else " since the step began"
+        evidence = [_error_test(candidate, stable_errors, config, window, scope)]
         latency = _latency_test(candidate, baseline, config, window)
         if latency is not None:
             evidence.append(latency)
-        stable = _stable_severity(baseline, config)
         worse = [e for e in evidence if _worse(e, config)]
         excused = stable is not Severity.NONE and not worse
         if excused:
@@ -58,6 +62,23 @@ def _judged(observation: Observation, config: AnalysisConfig) -> TrackSample | N
     return window
 
 
+def _error_baseline(
+    baseline: TrackSample, total: TrackSample | None, stable: Severity
+) -> TrackSample:
+    """The stable errors to test against: since the step began while the stable version is
+    healthy in this window, else this window alone.
+
+    A short window bounds the stable rate loosely (300 requests without an error: up to 1.7 %),
+    so a canary at 8 % errors would wait for luck to be "significantly worse". While the stable
+    version is not breaching, its rate over the step is the same rate measured on more requests.
+    When it breaches, a platform incident may have just begun, and only this window says how
+    bad the stable version is now, so the new one is excused if no worse than that.
+    """
+    if stable is Severity.NONE and total is not None and total.requests > baseline.requests:
+        return replace(total, queries=baseline.queries)
+    return baseline
+
+
 def significantly_worse(result: AnalysisResult, metric: str, config: AnalysisConfig) -> bool:
     """Whether the baseline test for `metric` ("error_rate" or "latency") says worse."""
     for item in result.evidence:
@@ -76,7 +97,11 @@ def _worse(item: Evidence, config: AnalysisConfig) -> bool:
 
 
 def _error_test(
-    candidate: TrackSample, baseline: TrackSample, config: AnalysisConfig, window: float
+    candidate: TrackSample,
+    baseline: TrackSample,
+    config: AnalysisConfig,
+    window: float,
+    scope: str,
 ) -> Evidence:
     _, baseline_upper = wilson_bounds(baseline.errors, baseline.requests, z_for(config.confidence))
     p_value = binomial_sf(candidate.errors, candidate.requests, baseline_upper)
@@ -90,7 +115,7 @@ def _error_test(
         sample_count=candidate.requests,
         window_seconds=window,
         note=f"exact binomial test against the stable rate's upper bound; "
-        f"stable {baseline.errors:.0f}/{baseline.requests:.0f}",
+        f"stable {baseline.errors:.0f}/{baseline.requests:.0f}{scope}",
     )
 
 

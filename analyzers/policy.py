@@ -33,6 +33,8 @@ class PolicyState:
     total_requests: float = 0.0
     total_errors: float = 0.0
     total_buckets: tuple[tuple[float, float], ...] | None = None
+    baseline_requests: float = 0.0
+    baseline_errors: float = 0.0
     alerted: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -47,6 +49,8 @@ class PolicyState:
             "total_buckets": [[_bound(b), c] for b, c in self.total_buckets]
             if self.total_buckets
             else None,
+            "baseline_requests": self.baseline_requests,
+            "baseline_errors": self.baseline_errors,
             "alerted": self.alerted,
         }
 
@@ -63,6 +67,8 @@ class PolicyState:
             total_requests=float(data.get("total_requests", 0.0)),
             total_errors=float(data.get("total_errors", 0.0)),
             total_buckets=tuple((float(b), float(c)) for b, c in buckets) if buckets else None,
+            baseline_requests=float(data.get("baseline_requests", 0.0)),
+            baseline_errors=float(data.get("baseline_errors", 0.0)),
             alerted=bool(data.get("alerted", False)),
         )
 
@@ -73,6 +79,12 @@ class PolicyState:
         return TrackSample(
             self.total_requests, self.total_errors, latency_buckets=self.total_buckets
         )
+
+    @property
+    def baseline_total(self) -> TrackSample | None:
+        if self.baseline_requests <= 0:
+            return None
+        return TrackSample(self.baseline_requests, self.baseline_errors)
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,12 @@ def evaluate(observation: Observation, state: PolicyState, config: AnalysisConfi
     """Analyse one interval with everything the step has seen, then apply the rules."""
     share = min(1.0, config.interval_seconds / observation.window_seconds)
     state = _accumulate(state, observation.candidate, share)
-    observation = replace(observation, candidate_total=_with_latency(state.total, observation))
+    state = _accumulate_baseline(state, observation.baseline, share)
+    observation = replace(
+        observation,
+        candidate_total=_with_latency(state.total, observation),
+        baseline_total=state.baseline_total,
+    )
     result = analyze_interval(observation, config)
     if result.severity is Severity.NONE and result.verdict in (Verdict.HOLD, Verdict.INCONCLUSIVE):
         return _no_evidence(result, state, observation.at, config)
@@ -153,6 +170,20 @@ def _accumulate(state: PolicyState, sample: TrackSample | None, share: float) ->
         total_requests=total.requests,
         total_errors=total.errors,
         total_buckets=total.latency_buckets,
+    )
+
+
+def _accumulate_baseline(
+    state: PolicyState, sample: TrackSample | None, share: float
+) -> PolicyState:
+    """Add this interval's new stable requests to the step's totals, counted as the new
+    version's are (only `share` of an overlapping window is new)."""
+    if sample is None:
+        return state
+    return replace(
+        state,
+        baseline_requests=state.baseline_requests + sample.requests * share,
+        baseline_errors=state.baseline_errors + sample.errors * share,
     )
 
 

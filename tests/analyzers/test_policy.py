@@ -198,6 +198,22 @@ def test_candidate_over_a_threshold_but_no_worse_than_a_thin_healthy_baseline_wa
     assert "no worse than the stable version: waiting" in evaluation.result.summary
 
 
+def test_a_thin_healthy_baseline_window_is_weighed_with_the_step_s_earlier_stable_traffic() -> None:
+    # time_to_safety's canary at 1 s scrapes: ~100 canary and ~300 stable requests a window.
+    # 8 errors in 100 are surely above 2 %; against one stable window of 300 without an error
+    # (rate up to 1.7 %) they are not significantly worse, against 1,500 stable requests they are.
+    healthy = [obs(track(100, 0), track(300, 0))] * 4
+    faulty = [obs(track(100, 8), track(300, 0))] * 2
+    [alone] = run(faulty[:1])
+    assert alone.verdict is Verdict.INCONCLUSIVE
+    assert "no worse than the stable version" in alone.result.summary
+    evaluations = run(healthy + faulty)
+    assert verdicts(evaluations)[-2:] == [Verdict.HOLD, Verdict.ROLLBACK]
+    assert evaluations[-1].result.severity is Severity.HIGH
+    [versus] = [e for e in evaluations[-1].result.evidence if e.metric == "error_rate_vs_baseline"]
+    assert versus.note.endswith("stable 0/1800 since the step began")
+
+
 # --- no evidence: hold, and alert once ------------------------------------------------------
 
 
@@ -259,6 +275,15 @@ def scenario_observations(path: Path) -> list[Observation]:
     return [obs(tracks.get("canary"), tracks.get("baseline")) for _, tracks in sorted(by_t.items())]
 
 
+def test_an_incident_that_starts_now_is_judged_on_the_stable_window_not_the_step() -> None:
+    # The stable version healthy for the step so far, then both versions at 8 %: excused.
+    healthy = [obs(track(100, 0), track(300, 0))] * 4
+    incident = [obs(track(100, 8), track(300, 24))] * 4
+    evaluations = run(healthy + incident)
+    assert Verdict.ROLLBACK not in verdicts(evaluations)
+    assert all(e.result.excused for e in evaluations[4:])
+
+
 @pytest.mark.skipif(not SCENARIO.exists(), reason="shared scenarios not checked out")
 def test_shared_platform_incident_scenario_never_rolls_back_or_promotes() -> None:
     evaluations = run(scenario_observations(SCENARIO), AnalysisConfig())
@@ -286,6 +311,8 @@ def test_policy_state_json_round_trip() -> None:
         total_requests=120.0,
         total_errors=3.0,
         total_buckets=((0.1, 80.0), (1.0, 118.0), (float("inf"), 120.0)),
+        baseline_requests=900.0,
+        baseline_errors=2.0,
         alerted=True,
     )
     text = json.dumps(state.to_json())

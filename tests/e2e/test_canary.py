@@ -24,10 +24,22 @@ def _wait_step(guard: GuardProcess, rollout_id: str, prefix: str, timeout: float
     raise TimeoutError(f"rollout never reached step {prefix!r}: {rollout}")
 
 
-def _no_canary_left(stack: SimulatedStack) -> None:
+def _no_canary_left(stack: SimulatedStack, timeout: float = 15.0) -> None:
+    """The canary Deployment is gone, and its pods follow (garbage collection deletes them after
+    the Deployment, as in a cluster)."""
     assert stack.kube.get("apps/v1", "Deployment", "shop", "checkout-canary") is None
-    pods = stack.kube.list("v1", "Pod", "shop", "app=checkout")
-    assert pods and all(not p["metadata"]["name"].startswith("checkout-canary") for p in pods)
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = stack.kube.list("v1", "Pod", "shop", "app=checkout")
+        left = [
+            p["metadata"]["name"]
+            for p in pods
+            if p["metadata"]["name"].startswith("checkout-canary")
+        ]
+        if pods and not left:
+            return
+        assert time.monotonic() < deadline, f"canary pods still listed: {left}"
+        time.sleep(0.1)
 
 
 def test_good_release_is_promoted_through_every_step(
