@@ -10,6 +10,7 @@ This is the single place the rules live, shared by the live guard and `guard bac
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -45,7 +46,9 @@ class PolicyState:
             else None,
             "total_requests": self.total_requests,
             "total_errors": self.total_errors,
-            "total_buckets": [list(b) for b in self.total_buckets] if self.total_buckets else None,
+            "total_buckets": [[_bound(b), c] for b, c in self.total_buckets]
+            if self.total_buckets
+            else None,
             "baseline_requests": self.baseline_requests,
             "baseline_errors": self.baseline_errors,
             "alerted": self.alerted,
@@ -222,3 +225,8 @@ def _escalate(result: AnalysisResult, streak: int, config: AnalysisConfig) -> Ve
     if result.severity is Severity.MEDIUM and streak >= config.medium_consecutive_to_rollback:
         return Verdict.ROLLBACK
     return result.verdict
+
+
+def _bound(upper: float) -> float | str:
+    """A bucket's upper bound as Prometheus writes it in `le`: JSON has no infinity."""
+    return upper if math.isfinite(upper) else "+Inf"

@@ -50,6 +50,7 @@ def serve(
 
     import uvicorn
 
+    from guard import heap
     from guard.api import create_app
 
     settings = _load(config)
@@ -58,8 +59,10 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every request URL at INFO, credentials in a Prometheus URL included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    application = create_app(settings, config_path=config)
+    heap.settle()
     uvicorn.run(
-        create_app(settings, config_path=config),
+        application,
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_level="info",

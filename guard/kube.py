@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -443,7 +444,7 @@ class KubeClient:
 
     def _json(self, call: Callable[[], Any]) -> dict[str, Any]:
         response = self._call(call)
-        data: dict[str, Any] = json.loads(response.data)
+        data: dict[str, Any] = orjson.loads(response.data)
         return data
 
     def _call(self, call: Callable[[], T]) -> T:

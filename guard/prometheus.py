@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import orjson
 
 
 class QueryStatus(enum.StrEnum):
@@ -92,7 +93,7 @@ class PrometheusClient:
 
     def _vector(self, query: str, response: httpx.Response) -> VectorResult:
         try:
-            body: dict[str, Any] = response.json()
+            body: dict[str, Any] = orjson.loads(response.content)
         except ValueError:
             body = {}
         if body.get("status") != "success":
@@ -130,7 +131,7 @@ class PrometheusClient:
             self._failed(QueryStatus.UNREACHABLE)
             return RangeResult(query, QueryStatus.UNREACHABLE, error=_describe(exc))
         try:
-            body: dict[str, Any] = response.json()
+            body: dict[str, Any] = orjson.loads(response.content)
         except ValueError:
             body = {}
         if body.get("status") != "success":

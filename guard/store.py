@@ -37,6 +37,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     inspect,
     or_,
     select,
@@ -220,6 +221,8 @@ class Store:
         _add_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
+        # A request never changes once submitted; validating a thousand of them every tick did.
+        self._requests: dict[str, RolloutRequest] = {}
 
     @property
     def outbox(self) -> alert_outbox.Outbox:
@@ -503,6 +506,7 @@ class Store:
             for namespace, deployment, submitted_at, rollout_id in others:
                 blockers.setdefault((namespace, deployment), []).append((submitted_at, rollout_id))
         handed: list[ActiveRollout] = []
+        requests = {row.id: self._requests.get(row.id) for row in rows}
         for row in rows:
             fence = Fence(replica_id, row.fencing_token or 0) if replica_id else None
             blocked_by = None
@@ -513,10 +517,13 @@ class Store:
                     if other < (row.submitted_at, row.id)
                 ]
                 blocked_by = min(earlier)[1] if earlier else None
+            active = _active(row, requests[row.id])
+            requests[row.id] = active.request
             handed.append(
-                replace(_active(row), alert_history=alerts[row.id], fence=fence,
-                        blocked_by=blocked_by)
-            )  # fmt: skip
+                replace(active, alert_history=alerts[row.id], fence=fence, blocked_by=blocked_by)
+            )
+        if replica_id is not None:  # the rollouts this replica drives now; the rest may go
+            self._requests = {k: v for k, v in requests.items() if v is not None}
         return handed
 
     def command(
@@ -636,17 +643,25 @@ class Store:
                     .with_for_update()
                 )
             }
-            updates = []
+            updates, decisions, events = [], [], []
             for item in applied:
                 row = current.get(item.rollout_id)
                 if row is None:
                     raise NotFound(item.rollout_id)
                 _check_fence(item.rollout_id, row.lease_owner, row.fencing_token, item.fence)
-                updates.append(_apply(session, row, item, now))
+                values, decision, event = _apply(row, item, now)
+                updates.append(values)
+                decisions += [decision] if decision else []
+                events += [event] if event else []
                 alert_outbox.record(
                     session, item.alerts, now=now, expire_after=alert_expiry_seconds
                 )
             session.execute(update(RolloutRow), updates)
+            # Core inserts: the ORM's unit of work cost more per decision than the decision.
+            if decisions:
+                session.execute(insert(DecisionRow), decisions)
+            if events:
+                session.execute(insert(EventRow), events)
 
     def actions_done(self, rollout_id: str, fence: Fence | None = None) -> None:
         with self._writing() as session:
@@ -714,9 +729,11 @@ _MERGED = (
 )
 
 
-def _apply(session: Session, row: Any, item: Applied, now: datetime) -> dict[str, Any]:
+def _apply(
+    row: Any, item: Applied, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """The column values of one rollout after its transition (for a bulk UPDATE by primary
-    key), with its decision and state-change event added to the session."""
+    key), and the rows of its decision and state-change event, if any."""
     transition = item.transition
     consumed = {c.value for c in transition.consumed_commands}
     values: dict[str, Any] = {
@@ -737,13 +754,14 @@ def _apply(session: Session, row: Any, item: Applied, now: datetime) -> dict[str
     for name, value in transition.timestamps.items():
         if getattr(row, name) is None:
             values[name] = value
+    decision = None
     if transition.decision is not None:
-        body = transition.decision.model_dump(mode="json")
-        session.add(DecisionRow(rollout_id=row.id, body=body))
+        decision = {"rollout_id": row.id, "body": transition.decision.model_dump(mode="json")}
+    event = None
     if row.state != values["state"]:
         message = transition.message or ""
-        session.add(EventRow(rollout_id=row.id, at=now, state=values["state"], message=message))
-    return values
+        event = {"rollout_id": row.id, "at": now, "state": values["state"], "message": message}
+    return values, decision, event
 
 
 def _lease(row: RolloutRow) -> dict[str, Any] | None:
@@ -805,10 +823,10 @@ def _add_columns(engine: Engine) -> None:
             )
 
 
-def _active(row: RolloutRow) -> ActiveRollout:
+def _active(row: RolloutRow, request: RolloutRequest | None = None) -> ActiveRollout:
     return ActiveRollout(
         id=row.id,
-        request=RolloutRequest.model_validate(row.request),
+        request=request or RolloutRequest.model_validate(row.request),
         state=RolloutState(row.state),
         step=row.step,
         strategy_state=dict(row.strategy_state),

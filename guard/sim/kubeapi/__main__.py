@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
+from guard import heap
 from guard.sim.kubeapi.simulator import KubeApiSimulator
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    heap.settle()
     url = sim.start()
     if args.kubeconfig:
         sim.write_kubeconfig(args.kubeconfig, args.namespace)
