@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -81,6 +82,10 @@ EXPOSED_STRATEGY_STATE = (
 
 class RolloutRow(Base):
     __tablename__ = "rollouts"
+    # A submission asks whether its Deployment has an unfinished rollout; with only the
+    # single-column indexes SQLite searched by namespace, reading every rollout ever submitted
+    # there.
+    __table_args__ = (Index("ix_rollouts_namespace_deployment", "namespace", "deployment"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -218,6 +223,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         _add_columns(self.engine)
+        _add_indexes(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
 
@@ -803,6 +809,13 @@ def _add_columns(engine: Engine) -> None:
             connection.execute(
                 text(f"ALTER TABLE rollouts ADD COLUMN {name} {ADDED_COLUMNS[name]}")
             )
+
+
+def _add_indexes(engine: Engine) -> None:
+    """A store created by an earlier version gains the newer indexes (create_all adds none to a
+    table that exists)."""
+    for index in RolloutRow.__table__.indexes:
+        index.create(engine, checkfirst=True)
 
 
 def _active(row: RolloutRow) -> ActiveRollout:
