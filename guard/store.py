@@ -212,12 +212,18 @@ class Store:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        parsed = make_url(engine_url(url))
+        sqlite = parsed.get_backend_name() == "sqlite"
+        # Each request holds a connection in its own thread (up to anyio's 40); past a pool of
+        # 5 every checkout opened a SQLite file, set its pragmas and closed it again.
+        pool = {"pool_size": 40} if sqlite and parsed.database not in (None, "", ":memory:") else {}
         self.engine: Engine = create_engine(
-            engine_url(url),
+            parsed,
             # A local SQLite file has no connection to lose; a ping per checkout is pure cost.
-            pool_pre_ping=make_url(engine_url(url)).get_backend_name() != "sqlite",
+            pool_pre_ping=not sqlite,
             json_serializer=dumps_json,
             json_deserializer=loads_json,
+            **pool,
         )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -814,7 +820,7 @@ def _add_columns(engine: Engine) -> None:
 def _add_indexes(engine: Engine) -> None:
     """A store created by an earlier version gains the newer indexes (create_all adds none to a
     table that exists)."""
-    for index in RolloutRow.__table__.indexes:
+    for index in Base.metadata.tables[RolloutRow.__tablename__].indexes:
         index.create(engine, checkfirst=True)
 
 
