@@ -49,9 +49,14 @@ def dumps_json(value: Any) -> str:
     """JSON for the store's JSON columns, keeping infinities (a histogram's +Inf bucket).
 
     Python writes them as the bare token `Infinity`, which SQLite keeps but PostgreSQL's JSON
-    type refuses, so they are written as {"__float__": "inf"} and read back as floats.
+    type refuses, so they are written as {"__float__": "inf"} and read back as floats. Such
+    values are rare, so the value is written as it is first and walked for them only if that
+    fails: every hand-off and every transition writes several JSON columns.
     """
-    return json.dumps(_tag(value), allow_nan=False)
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_tag(value), allow_nan=False)
 
 
 def loads_json(text: str | bytes) -> Any:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -298,9 +299,7 @@ class Store:
             locks = [f"deployment/{request.namespace}/{request.deployment}"]
             self._serialize(session, *locks, *([f"key/{idempotency_key}"] * bool(idempotency_key)))
             if idempotency_key is not None:
-                existing = session.scalar(
-                    select(RolloutRow).where(RolloutRow.idempotency_key == idempotency_key)
-                )
+                existing = session.scalar(_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
                 if existing is not None:
                     if existing.request_digest != digest:
                         raise Conflict(
@@ -309,11 +308,8 @@ class Store:
                         )
                     return self._view(session, existing), False
             active = session.scalar(
-                select(RolloutRow).where(
-                    RolloutRow.namespace == request.namespace,
-                    RolloutRow.deployment == request.deployment,
-                    RolloutRow.state.not_in([s.value for s in TERMINAL_STATES]),
-                )
+                _UNFINISHED_OF_DEPLOYMENT,
+                {"namespace": request.namespace, "deployment": request.deployment},
             )
             new_id = str(uuid.uuid4())
             if active is not None and not request.supersede:
@@ -680,18 +676,12 @@ class Store:
         validation of the request it was just given.
         """
         decision_rows: Iterable[DecisionRow] = (
-            session.scalars(
-                select(DecisionRow).where(DecisionRow.rollout_id == row.id).order_by(DecisionRow.id)
-            )
+            session.scalars(_DECISIONS_OF, {"rollout_id": row.id})
             if decisions and new is None
             else []
         )
         events: Iterable[EventRow] = (
-            [new[1]]
-            if new is not None
-            else session.scalars(
-                select(EventRow).where(EventRow.rollout_id == row.id).order_by(EventRow.id)
-            )
+            [new[1]] if new is not None else session.scalars(_EVENTS_OF, {"rollout_id": row.id})
         )
         return RolloutView(
             id=row.id,
@@ -714,6 +704,23 @@ class Store:
             },
         )
 
+
+# The statements of a hand-off and of a rollout's view, built once: building one cost more
+# than running it.
+_BY_IDEMPOTENCY_KEY = select(RolloutRow).where(RolloutRow.idempotency_key == bindparam("key"))
+_UNFINISHED_OF_DEPLOYMENT = select(RolloutRow).where(
+    RolloutRow.namespace == bindparam("namespace"),
+    RolloutRow.deployment == bindparam("deployment"),
+    RolloutRow.state.not_in([s.value for s in TERMINAL_STATES]),
+)
+_DECISIONS_OF = (
+    select(DecisionRow)
+    .where(DecisionRow.rollout_id == bindparam("rollout_id"))
+    .order_by(DecisionRow.id)
+)
+_EVENTS_OF = (
+    select(EventRow).where(EventRow.rollout_id == bindparam("rollout_id")).order_by(EventRow.id)
+)
 
 _MERGED = (
     RolloutRow.id,
