@@ -45,6 +45,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Overrides server.port")] = None,
 ) -> None:
     """Run the guard's API and scheduler."""
+    import gc
     import logging
     import signal
 
@@ -58,8 +59,14 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every request URL at INFO, credentials in a Prometheus URL included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    api = create_app(settings, config_path=config)
+    # The imports leave about 200,000 objects that live as long as the process; frozen, the
+    # collector stops walking them in every full collection (about 0.1 s of CPU each, one every
+    # few hundred requests under load).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings, config_path=config),
+        api,
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_level="info",
