@@ -1,16 +1,34 @@
 """Hand-off benchmark: `POST /v1/rollouts` and `GET /v1/rollouts/{id}` under load on loopback.
 
 Runs a real `guard serve` (SQLite store) whose scheduler has nothing to roll out (the rollouts
-name Deployments that do not exist on the simulated cluster and are refused at the first tick),
-and drives it with concurrent httpx clients for a fixed number of requests.
-`python -m bench.handoff [--requests N] [--concurrency C]`; prints a table and one JSON line.
+name Deployments that do not exist on the simulated cluster and are refused at the next tick).
+`python -m bench.handoff [--generator wrk|httpx] [--seconds S] [--requests N] [--concurrency C]`;
+prints a table and one JSON line.
+
+Two load generators, named in the JSON line and the table:
+
+- `wrk` (Debian/Ubuntu: `apt-get install wrk`), the default when it is on PATH: a C generator
+  that costs the machine little, so the guard gets most of the CPU. It runs for `--seconds`
+  per endpoint with `--concurrency` connections on one thread; a Lua script gives every POST
+  its own Deployment and Idempotency-Key.
+- `httpx`: `--requests` per endpoint from `--concurrency` asyncio clients in this process. It
+  needs nothing but the guard's own dependencies, but in Python it takes most of a core, so on a
+  small machine it measures the generator as much as the guard.
+
+`server_cpu_ms` is the guard's CPU per request while the load runs (ticks that fall in it
+included); for POST, `with_refusal_ms` runs on until the guard has refused every rollout the POSTs
+submitted, so it holds the whole tick's share of each hand-off.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -24,6 +42,9 @@ from bench.common import ProcessStats, emit
 from bench.profile import record, summary
 from guard.sim.guard_process import GuardProcess
 from guard.sim.kubeapi import KubeApiSimulator
+
+POST, GET = "POST /v1/rollouts", "GET /v1/rollouts/{id}"
+WRK_INSTALL = "wrk is not installed (Debian/Ubuntu: apt-get install wrk)"
 
 
 def _body(index: int) -> dict[str, Any]:
@@ -76,53 +97,183 @@ def _figures(name: str, latencies: list[float], elapsed: float, failures: int) -
     }
 
 
-async def _run(
-    url: str, token: str, requests: int, concurrency: int, server: ProcessStats
-) -> list[dict[str, Any]]:
-    """Both endpoints in turn, each with the guard's own CPU time per request: on a machine
-    shared with the load generator (and other work) that is steadier than throughput."""
-    ids: list[str] = []
-
+def _httpx_post(url: str, token: str, requests: int, concurrency: int) -> dict[str, Any]:
     async def post(client: httpx.AsyncClient, index: int) -> httpx.Response:
-        response = await client.post(
+        return await client.post(
             "/v1/rollouts", json=_body(index), headers={"Idempotency-Key": str(uuid.uuid4())}
         )
-        if response.status_code < 300:
-            ids.append(response.json()["id"])
-        return response
 
+    return _figures(POST, *asyncio.run(_drive(url, token, requests, concurrency, post)))
+
+
+def _httpx_get(
+    url: str, token: str, requests: int, concurrency: int, ids: list[str]
+) -> dict[str, Any]:
     async def get(client: httpx.AsyncClient, index: int) -> httpx.Response:
         return await client.get(f"/v1/rollouts/{ids[index % len(ids)]}")
 
+    return _figures(GET, *asyncio.run(_drive(url, token, requests, concurrency, get)))
+
+
+# wrk's Lua: `setup` numbers the threads, `done` prints the figures as one JSON line.
+_WRK_REPORT = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "failures": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+_WRK_POST = """
+local n = 0
+function request()
+  n = n + 1
+  local name = string.format("svc-%d-%d", tid, n)
+  local body = string.format(
+    '{"namespace":"bench","deployment":"%s","images":{"app":"registry/app:1.0.%d"},'
+    .. '"strategy":"rolling"}', name, n)
+  return wrk.format("POST", "/v1/rollouts", {
+    ["Authorization"] = "Bearer TOKEN",
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = string.format("RUN-%d-%d", tid, n),
+  }, body)
+end
+"""
+
+_WRK_GET = """
+local ids = {IDS}
+local n = 0
+function request()
+  n = n + 1
+  return wrk.format("GET", "/v1/rollouts/" .. ids[(n % #ids) + 1], {
+    ["Authorization"] = "Bearer TOKEN",
+  })
+end
+"""
+
+
+def _wrk(
+    name: str, url: str, script: str, seconds: float, concurrency: int, workdir: Path
+) -> dict[str, Any]:
+    """One wrk run on one thread (the guard needs the other core more than wrk does)."""
+    path = workdir / "wrk.lua"
+    path.write_text(script + _WRK_REPORT)
+    out = subprocess.run(
+        ["wrk", "--threads", "1", "--connections", str(concurrency),
+         "--duration", f"{max(1, round(seconds))}s", "--timeout", "30s",
+         "--script", str(path), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    figures = json.loads(out.strip().splitlines()[-1])
+    return {
+        "endpoint": name,
+        "requests": figures["requests"],
+        "failures": figures["failures"],
+        "requests_per_second": round(figures["requests"] / (figures["duration_us"] / 1e6), 1),
+        "p50_ms": round(figures["p50_us"] / 1000, 2),
+        "p99_ms": round(figures["p99_us"] / 1000, 2),
+    }
+
+
+def _rollout_ids(client: httpx.Client) -> list[str]:
+    response = client.get("/v1/rollouts", params={"limit": 1000})
+    response.raise_for_status()
+    return [rollout["id"] for rollout in response.json()]
+
+
+def _settled(client: httpx.Client, timeout: float = 120) -> None:
+    """Wait until the guard has refused every submitted rollout (the tick's work of a POST)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = [
+            client.get("/v1/rollouts", params={"state": state, "limit": 1}).json()
+            for state in ("pending", "progressing")
+        ]
+        if not any(busy):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the guard did not refuse the submitted rollouts in time")
+
+
+def _run(
+    guard: GuardProcess, args: argparse.Namespace, generator: str, workdir: Path
+) -> list[dict[str, Any]]:
+    """Both endpoints in turn, each with the guard's own CPU time per request: on a machine
+    shared with the load generator (and other work) that is steadier than throughput."""
+    assert guard.pid is not None
+    server = ProcessStats(guard.pid)
+    headers = {"Authorization": f"Bearer {guard.token}"}
     rows = []
-    for name, make in (("POST /v1/rollouts", post), ("GET /v1/rollouts/{id}", get)):
+    with httpx.Client(base_url=guard.url, headers=headers, timeout=30) as client:
         cpu = server.cpu_seconds()
-        latencies, elapsed, failures = await _drive(url, token, requests, concurrency, make)
-        row = _figures(name, latencies, elapsed, failures)
-        row["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / requests * 1000, 2)
-        rows.append(row)
+        if generator == "wrk":
+            script = _WRK_POST.replace("TOKEN", guard.token).replace("RUN", uuid.uuid4().hex)
+            post = _wrk(POST, guard.url, script, args.seconds, args.concurrency, workdir)
+        else:
+            post = _httpx_post(guard.url, guard.token, args.requests, args.concurrency)
+        loaded = server.cpu_seconds()
+        _settled(client)
+        post["server_cpu_ms"] = round((loaded - cpu) / post["requests"] * 1000, 2)
+        post["with_refusal_ms"] = round((server.cpu_seconds() - cpu) / post["requests"] * 1000, 2)
+        rows.append(post)
+        ids = _rollout_ids(client)
+        cpu = server.cpu_seconds()
+        if generator == "wrk":
+            listed = ", ".join(f'"{i}"' for i in ids)
+            script = _WRK_GET.replace("TOKEN", guard.token).replace("IDS", listed)
+            get = _wrk(GET, guard.url, script, args.seconds, args.concurrency, workdir)
+        else:
+            get = _httpx_get(guard.url, guard.token, args.requests, args.concurrency, ids)
+        get["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / get["requests"] * 1000, 2)
+        rows.append(get)
+    for row in rows:
+        row["generator"] = generator
     return rows
 
 
 COLUMNS = (
     "endpoint",
+    "generator",
     "requests",
     "failures",
     "requests_per_second",
     "p50_ms",
     "p99_ms",
     "server_cpu_ms",
+    "with_refusal_ms",
 )
+
+
+def _generator(wanted: str) -> str:
+    found = shutil.which("wrk") is not None
+    if wanted == "wrk" and not found:
+        sys.exit(f"bench.handoff: {WRK_INSTALL}; or run with --generator httpx")
+    if wanted == "auto" and not found:
+        print(f"bench.handoff: {WRK_INSTALL}; using the httpx generator", file=sys.stderr)
+    return "wrk" if wanted == "auto" and found else "httpx" if wanted == "auto" else wanted
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--generator", choices=("auto", "wrk", "httpx"), default="auto",
+        help="auto: wrk when installed, else httpx",
+    )  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=10, help="per endpoint (wrk)")
+    parser.add_argument("--requests", type=int, default=2000, help="per endpoint (httpx)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
         "--profile", type=Path, help="directory for a py-spy profile of the guard (if installed)"
     )
     args = parser.parse_args(argv)
+    generator = _generator(args.generator)
     with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp, KubeApiSimulator() as kube:
         workdir = Path(tmp)
         kube.write_kubeconfig(workdir / "kubeconfig")
@@ -141,14 +292,11 @@ def main(argv: list[str] | None = None) -> None:
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profiler = record(guard.pid, 15, args.profile / "handoff.txt")
-            stats = ProcessStats(guard.pid)
-            results = asyncio.run(
-                _run(guard.url, guard.token, args.requests, args.concurrency, stats)
-            )
+            results = _run(guard, args, generator, workdir)
             if profiler is not None and args.profile:
                 profiler.wait(timeout=60)
                 print(summary(args.profile / "handoff.txt"))
-    emit("handoff", results, COLUMNS, concurrency=args.concurrency)
+    emit("handoff", results, COLUMNS, concurrency=args.concurrency, generator=generator)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -82,6 +84,10 @@ EXPOSED_STRATEGY_STATE = (
 
 class RolloutRow(Base):
     __tablename__ = "rollouts"
+    # A submission asks whether its Deployment has an unfinished rollout; with only the
+    # single-column indexes SQLite searched by namespace, reading every rollout ever submitted
+    # there.
+    __table_args__ = (Index("ix_rollouts_namespace_deployment", "namespace", "deployment"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -208,17 +214,24 @@ class Store:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        parsed = make_url(engine_url(url))
+        sqlite = parsed.get_backend_name() == "sqlite"
+        # Each request holds a connection in its own thread (up to anyio's 40); past a pool of
+        # 5 every checkout opened a SQLite file, set its pragmas and closed it again.
+        pool = {"pool_size": 40} if sqlite and parsed.database not in (None, "", ":memory:") else {}
         self.engine: Engine = create_engine(
-            engine_url(url),
+            parsed,
             # A local SQLite file has no connection to lose; a ping per checkout is pure cost.
-            pool_pre_ping=make_url(engine_url(url)).get_backend_name() != "sqlite",
+            pool_pre_ping=not sqlite,
             json_serializer=dumps_json,
             json_deserializer=loads_json,
+            **pool,
         )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         _add_columns(self.engine)
+        _add_indexes(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
         # A request never changes once submitted; validating a thousand of them every tick did.
@@ -289,9 +302,7 @@ class Store:
             locks = [f"deployment/{request.namespace}/{request.deployment}"]
             self._serialize(session, *locks, *([f"key/{idempotency_key}"] * bool(idempotency_key)))
             if idempotency_key is not None:
-                existing = session.scalar(
-                    select(RolloutRow).where(RolloutRow.idempotency_key == idempotency_key)
-                )
+                existing = session.scalar(_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
                 if existing is not None:
                     if existing.request_digest != digest:
                         raise Conflict(
@@ -300,11 +311,8 @@ class Store:
                         )
                     return self._view(session, existing), False
             active = session.scalar(
-                select(RolloutRow).where(
-                    RolloutRow.namespace == request.namespace,
-                    RolloutRow.deployment == request.deployment,
-                    RolloutRow.state.not_in([s.value for s in TERMINAL_STATES]),
-                )
+                _UNFINISHED_OF_DEPLOYMENT,
+                {"namespace": request.namespace, "deployment": request.deployment},
             )
             new_id = str(uuid.uuid4())
             if active is not None and not request.supersede:
@@ -683,18 +691,12 @@ class Store:
         validation of the request it was just given.
         """
         decision_rows: Iterable[DecisionRow] = (
-            session.scalars(
-                select(DecisionRow).where(DecisionRow.rollout_id == row.id).order_by(DecisionRow.id)
-            )
+            session.scalars(_DECISIONS_OF, {"rollout_id": row.id})
             if decisions and new is None
             else []
         )
         events: Iterable[EventRow] = (
-            [new[1]]
-            if new is not None
-            else session.scalars(
-                select(EventRow).where(EventRow.rollout_id == row.id).order_by(EventRow.id)
-            )
+            [new[1]] if new is not None else session.scalars(_EVENTS_OF, {"rollout_id": row.id})
         )
         return RolloutView(
             id=row.id,
@@ -717,6 +719,23 @@ class Store:
             },
         )
 
+
+# The statements of a hand-off and of a rollout's view, built once: building one cost more
+# than running it.
+_BY_IDEMPOTENCY_KEY = select(RolloutRow).where(RolloutRow.idempotency_key == bindparam("key"))
+_UNFINISHED_OF_DEPLOYMENT = select(RolloutRow).where(
+    RolloutRow.namespace == bindparam("namespace"),
+    RolloutRow.deployment == bindparam("deployment"),
+    RolloutRow.state.not_in([s.value for s in TERMINAL_STATES]),
+)
+_DECISIONS_OF = (
+    select(DecisionRow)
+    .where(DecisionRow.rollout_id == bindparam("rollout_id"))
+    .order_by(DecisionRow.id)
+)
+_EVENTS_OF = (
+    select(EventRow).where(EventRow.rollout_id == bindparam("rollout_id")).order_by(EventRow.id)
+)
 
 _MERGED = (
     RolloutRow.id,
@@ -821,6 +840,13 @@ def _add_columns(engine: Engine) -> None:
             connection.execute(
                 text(f"ALTER TABLE rollouts ADD COLUMN {name} {ADDED_COLUMNS[name]}")
             )
+
+
+def _add_indexes(engine: Engine) -> None:
+    """A store created by an earlier version gains the newer indexes (create_all adds none to a
+    table that exists)."""
+    for index in Base.metadata.tables[RolloutRow.__tablename__].indexes:
+        index.create(engine, checkfirst=True)
 
 
 def _active(row: RolloutRow, request: RolloutRequest | None = None) -> ActiveRollout:

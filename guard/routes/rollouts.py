@@ -8,14 +8,19 @@ as a missing one. `deploy` implies `read`, so this hides nothing the token could
 gives one answer for "no rollout of yours here" (a client handles a single case) and keeps a
 refusal from becoming a probe if scopes are ever split. An `operate` token controls any
 rollout. Scopes are checked before any lookup, so 403 never depends on what exists.
+
+The handlers are async and run only the store's call in the thread pool: FastAPI runs a sync
+handler in a thread and then validates its answer in another, two hops per request where one
+does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from guard.auth import Controller, Deployer, Principal, Reader
 from guard.engine import utcnow
@@ -42,7 +47,7 @@ RolloutId = Annotated[str, Path(max_length=36)]
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": RolloutView, "description": "Replay of an Idempotency-Key"}},
 )
-def submit(
+async def submit(
     request: RolloutRequest,
     response: Response,
     services: ServicesDep,
@@ -61,7 +66,8 @@ def submit(
         ]
         raise HTTPException(422, detail)
     try:
-        view, created = services.store.submit(
+        view, created = await run_in_threadpool(
+            services.store.submit,
             request,
             idempotency_key=idempotency_key,
             now=utcnow(),
@@ -76,7 +82,7 @@ def submit(
 
 
 @router.get("")
-def list_rollouts(
+async def list_rollouts(
     services: ServicesDep,
     _principal: Reader,
     state: RolloutState | None = None,
@@ -86,7 +92,8 @@ def list_rollouts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RolloutView]:
     """Newest first; decisions are left out here, ask for one rollout to see them."""
-    return services.store.list_rollouts(
+    return await run_in_threadpool(
+        services.store.list_rollouts,
         state=state.value if state else None,
         namespace=namespace,
         deployment=deployment,
@@ -96,17 +103,19 @@ def list_rollouts(
 
 
 @router.get("/{rollout_id}")
-def get_rollout(rollout_id: RolloutId, services: ServicesDep, _principal: Reader) -> RolloutView:
+async def get_rollout(
+    rollout_id: RolloutId, services: ServicesDep, _principal: Reader
+) -> RolloutView:
     try:
-        return services.store.get(rollout_id)
+        return await run_in_threadpool(services.store.get, rollout_id)
     except NotFound as exc:
         raise HTTPException(404, f"no rollout {rollout_id}") from exc
 
 
 def _control(
     command: ControlCommand,
-) -> Callable[[str, Services, Principal, ControlRequest | None], RolloutView]:
-    def handler(
+) -> Callable[[str, Services, Principal, ControlRequest | None], Awaitable[RolloutView]]:
+    async def handler(
         rollout_id: RolloutId,
         services: ServicesDep,
         principal: Controller,
@@ -115,7 +124,8 @@ def _control(
         body = body or ControlRequest()
         on_behalf = {"on_behalf_of": body.actor} if body.actor else {}
         try:
-            return services.store.command(
+            return await run_in_threadpool(
+                services.store.command,
                 rollout_id,
                 command,
                 note=body.describe(principal.name),

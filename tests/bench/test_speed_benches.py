@@ -7,10 +7,13 @@ vary and are shared.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,12 +44,23 @@ def test_scale_reports_queries_and_kubernetes_calls_per_tick_for_all_rollouts() 
 
 
 def test_handoff_reports_both_endpoints_without_failures() -> None:
-    figures = run("bench.handoff", "--requests", "40", "--concurrency", "4")
-    assert figures["benchmark"] == "handoff"
+    figures = run("bench.handoff", "--generator", "httpx", "--requests", "40", "--concurrency", "4")
+    assert figures["benchmark"] == "handoff" and figures["generator"] == "httpx"
     rows = {row["endpoint"]: row for row in figures["results"]}
     assert set(rows) == {"POST /v1/rollouts", "GET /v1/rollouts/{id}"}
     for row in rows.values():
         assert row["requests"] == 40 and row["failures"] == 0
+        assert row["p50_ms"] <= row["p99_ms"]
+    post = rows["POST /v1/rollouts"]
+    assert post["with_refusal_ms"] >= post["server_cpu_ms"] >= 0
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk: apt-get install wrk")
+def test_handoff_with_wrk_gives_each_post_its_own_rollout() -> None:
+    figures = run("bench.handoff", "--generator", "wrk", "--seconds", "1", "--concurrency", "4")
+    assert figures["generator"] == "wrk"
+    for row in figures["results"]:
+        assert row["requests"] > 0 and row["failures"] == 0  # a reused key or Deployment: 409
         assert row["p50_ms"] <= row["p99_ms"]
 
 

@@ -534,6 +534,25 @@ def test_a_store_from_before_leases_gains_their_columns(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_submission_finds_its_deployment_by_index_in_an_older_store_too(
+    tmp_path: Path,
+) -> None:
+    """The busy-Deployment check must not read every rollout of the namespace."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX ix_rollouts_namespace_deployment")
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM rollouts WHERE namespace = 'shop' "
+            "AND deployment = 'checkout' AND state NOT IN ('promoted', 'refused')"
+        ).fetchall()
+    assert "ix_rollouts_namespace_deployment (namespace=? AND deployment=?)" in str(plan)
+
+
 def test_on_sqlite_a_restarted_guard_resumes_at_once(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
     try:
