@@ -390,10 +390,17 @@ class Engine:
                 except Exception as exc:
                     await self._failed(step[0], exc)
             return stored
-        for rollout, transition, _ in steps:
+        for _, transition, _ in steps:
             if transition.state.terminal:
                 self.metrics.rollouts.labels(outcome=transition.state.value).inc()
-                await asyncio.to_thread(self.metrics.rollout_ended, self.store, rollout.id)
+        # A refused rollout changed nothing and is no deployment: no delivery metric to read.
+        deployed = [
+            rollout.id
+            for rollout, transition, _ in steps
+            if transition.state.terminal and transition.state is not RolloutState.REFUSED
+        ]
+        if deployed:
+            await asyncio.to_thread(self.metrics.rollouts_ended, self.store, deployed)
         return steps
 
     async def _store(

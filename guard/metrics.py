@@ -8,6 +8,7 @@ observed where a rollout ends, so Grafana can chart DORA figures from Prometheus
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -126,13 +127,15 @@ class GuardMetrics:
             registry=self.registry,
         )
 
-    def rollout_ended(self, store: Store, rollout_id: str) -> None:
-        """Observe one ended rollout. Never raises: the engine calls this between storing a
-        terminal transition and alerting on it, and a metric must not cost an alert."""
-        try:
-            self.observe_end(store.get(rollout_id))
-        except Exception:
-            log.exception("rollout %s: delivery metrics not recorded", rollout_id)
+    def rollouts_ended(self, store: Store, rollout_ids: Iterable[str]) -> None:
+        """Observe ended rollouts, read in one go (a tick may end many). Never raises: the
+        engine calls this between storing terminal transitions and alerting on them, and a
+        metric must not cost an alert."""
+        for rollout_id in rollout_ids:
+            try:
+                self.observe_end(store.get(rollout_id))
+            except Exception:
+                log.exception("rollout %s: delivery metrics not recorded", rollout_id)
 
     def observe_end(self, view: RolloutView) -> None:
         """Refused and unchanged rollouts are not deployments and are not counted."""

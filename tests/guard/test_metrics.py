@@ -82,7 +82,7 @@ def test_refused_and_unchanged_rollouts_are_not_deployments() -> None:
 def test_a_failing_store_read_never_reaches_the_engine(tmp_path: Path) -> None:
     metrics = GuardMetrics()
     store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
-    metrics.rollout_ended(store, "no-such-rollout")  # NotFound is logged, not raised
+    metrics.rollouts_ended(store, ["no-such-rollout"])  # NotFound is logged, not raised
     store.close()
     names = {s.name for family in metrics.registry.collect() for s in family.samples}
     assert "guard_deployments_total" not in names
