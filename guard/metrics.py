@@ -128,9 +128,9 @@ class GuardMetrics:
         )
 
     def rollouts_ended(self, store: Store, rollout_ids: Iterable[str]) -> None:
-        """Observe ended rollouts, read in one go (a tick may end many). Never raises: the
-        engine calls this between storing terminal transitions and alerting on them, and a
-        metric must not cost an alert."""
+        """Observe ended rollouts, all in one call so a tick that ends many pays one thread
+        hop. Never raises: the engine calls this between storing terminal transitions and
+        alerting on them, and a metric must not cost an alert."""
         for rollout_id in rollout_ids:
             try:
                 self.observe_end(store.get(rollout_id))

@@ -720,23 +720,6 @@ class Store:
         )
 
 
-# The statements of a hand-off and of a rollout's view, built once: building one cost more
-# than running it.
-_BY_IDEMPOTENCY_KEY = select(RolloutRow).where(RolloutRow.idempotency_key == bindparam("key"))
-_UNFINISHED_OF_DEPLOYMENT = select(RolloutRow).where(
-    RolloutRow.namespace == bindparam("namespace"),
-    RolloutRow.deployment == bindparam("deployment"),
-    RolloutRow.state.not_in([s.value for s in TERMINAL_STATES]),
-)
-_DECISIONS_OF = (
-    select(DecisionRow)
-    .where(DecisionRow.rollout_id == bindparam("rollout_id"))
-    .order_by(DecisionRow.id)
-)
-_EVENTS_OF = (
-    select(EventRow).where(EventRow.rollout_id == bindparam("rollout_id")).order_by(EventRow.id)
-)
-
 _MERGED = (
     RolloutRow.id,
     RolloutRow.lease_owner,
@@ -793,6 +776,24 @@ def _lease(row: RolloutRow) -> dict[str, Any] | None:
 
 def _unfinished() -> Any:
     return RolloutRow.state.not_in([s.value for s in TERMINAL_STATES])
+
+
+# The statements of a hand-off and of a rollout's view, built once: building one cost more
+# than running it.
+_BY_IDEMPOTENCY_KEY = select(RolloutRow).where(RolloutRow.idempotency_key == bindparam("key"))
+_UNFINISHED_OF_DEPLOYMENT = select(RolloutRow).where(
+    RolloutRow.namespace == bindparam("namespace"),
+    RolloutRow.deployment == bindparam("deployment"),
+    _unfinished(),
+)
+_DECISIONS_OF = (
+    select(DecisionRow)
+    .where(DecisionRow.rollout_id == bindparam("rollout_id"))
+    .order_by(DecisionRow.id)
+)
+_EVENTS_OF = (
+    select(EventRow).where(EventRow.rollout_id == bindparam("rollout_id")).order_by(EventRow.id)
+)
 
 
 def _bulk_update(session: Session, rows: Sequence[RolloutRow], **values: Any) -> None:
