@@ -20,7 +20,7 @@ def record(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes] | No
         return None
     return subprocess.Popen(
         [binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-         "--format", "raw", "--rate", "200", "--nonblocking", "--output", str(path)],
+         "--format", "raw", "--rate", "200", "--nonblocking", "--gil", "--output", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip

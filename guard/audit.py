@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from guard.db import Base, UtcDateTime
+from guard.db import Base, UtcDateTime, insert_rows
 
 MAX_REASON = 500
 
@@ -67,16 +67,15 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Add an entry to the caller's transaction."""
-    session.add(
-        AuditRow(
-            at=at,
-            actor=actor[:128],
-            action=action.value,
-            target=target[:253],
-            reason=reason[:MAX_REASON] if reason else None,
-            details=details or {},
-        )
-    )
+    entry = {
+        "at": at,
+        "actor": actor[:128],
+        "action": action.value,
+        "target": target[:253],
+        "reason": reason[:MAX_REASON] if reason else None,
+        "details": details or {},
+    }
+    insert_rows(session, AuditRow, [entry])
 
 
 def entries(

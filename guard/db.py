@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, TypeDecorator
+from sqlalchemy import DateTime, TypeDecorator, insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -28,6 +28,12 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     pass
+
+
+def insert_rows(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Insert now, in the session's transaction, as plain Core: the ORM's bulk path spent more
+    per row than the insert itself, and a hand-off or a tick writes rows nobody reads back."""
+    session.connection().execute(insert(Base.metadata.tables[model.__tablename__]), rows)
 
 
 def engine_url(url: str) -> str:

@@ -39,7 +39,6 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
     inspect,
     or_,
     select,
@@ -47,14 +46,14 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.base import AlertEvent
 from guard import audit as audit_log
 from guard import outbox as alert_outbox
-from guard.db import Base, UtcDateTime, dumps_json, engine_url, loads_json
+from guard.db import Base, UtcDateTime, dumps_json, engine_url, insert_rows, loads_json
 from guard.models import (
     TERMINAL_STATES,
     ControlCommand,
@@ -302,18 +301,18 @@ class Store:
             locks = [f"deployment/{request.namespace}/{request.deployment}"]
             self._serialize(session, *locks, *([f"key/{idempotency_key}"] * bool(idempotency_key)))
             if idempotency_key is not None:
-                existing = session.scalar(_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
+                existing = session.execute(_BY_IDEMPOTENCY_KEY, {"key": idempotency_key}).first()
                 if existing is not None:
                     if existing.request_digest != digest:
                         raise Conflict(
                             f"Idempotency-Key {idempotency_key!r} was used for a different "
                             f"request (rollout {existing.id}); use a new key for a new request"
                         )
-                    return self._view(session, existing), False
-            active = session.scalar(
+                    return _view(session.connection(), existing), False
+            active = session.execute(
                 _UNFINISHED_OF_DEPLOYMENT,
                 {"namespace": request.namespace, "deployment": request.deployment},
-            )
+            ).first()
             new_id = str(uuid.uuid4())
             if active is not None and not request.supersede:
                 raise Conflict(
@@ -328,41 +327,43 @@ class Store:
                 )
             if active is not None:
                 note = f"the guard: superseded by rollout {new_id}"
-                _queue(session, active, ControlCommand.ABORT, note, now)
-            row = RolloutRow(
-                id=new_id,
-                idempotency_key=idempotency_key,
-                request_digest=digest,
-                namespace=request.namespace,
-                deployment=request.deployment,
-                service=request.service_name,
-                strategy=request.strategy,
-                request=payload,
-                state=RolloutState.PENDING.value,
-                step="queued",
-                message="waiting for the next tick",
-                strategy_state={},
-                commands=[],
-                command_notes={},
-                pending_actions=[],
-                submitted_at=now,
-                submitted_by=actor,
-            )
-            session.add(row)
-            session.flush()  # the row before its event: PostgreSQL checks the foreign key
-            submitted = EventRow(rollout_id=row.id, at=now, state=row.state, message="submitted")
-            session.add(submitted)
+                superseded = session.get_one(RolloutRow, active.id)
+                _queue(session, superseded, ControlCommand.ABORT, note, now)
+            values: dict[str, Any] = {
+                "id": new_id,
+                "idempotency_key": idempotency_key,
+                "request_digest": digest,
+                "namespace": request.namespace,
+                "deployment": request.deployment,
+                "service": request.service_name,
+                "strategy": request.strategy,
+                "request": payload,
+                "state": RolloutState.PENDING.value,
+                "step": "queued",
+                "message": "waiting for the next tick",
+                "strategy_state": {},
+                "commands": [],
+                "command_notes": {},
+                "pending_actions": [],
+                "submitted_at": now,
+                "submitted_by": actor,
+            }
+            insert_rows(session, RolloutRow, [values])  # before its event: a foreign key
+            submitted = {"rollout_id": new_id, "at": now, "state": values["state"]}
+            insert_rows(session, EventRow, [{**submitted, "message": "submitted"}])
+            row = RolloutRow(**values)  # never added: the view reads it like a stored row
             if actor is not None:
-                _audit_submit(session, row, request, audit_as, actor, reason, active, now)
-            session.flush()
-            return self._view(session, row, new=(request, submitted)), True
+                superseded_id = active.id if active is not None else None
+                _audit_submit(session, row, request, audit_as, actor, reason, superseded_id, now)
+            history = [(now, row.state, "submitted")]
+            return _view(session.connection(), row, new=(request, history)), True
 
     def get(self, rollout_id: str) -> RolloutView:
-        with self._session() as session:
-            row = session.get(RolloutRow, rollout_id)
+        with self.engine.begin() as connection:
+            row = connection.execute(_VIEWED_BY_ID, {"id": rollout_id}).first()
             if row is None:
                 raise NotFound(rollout_id)
-            return self._view(session, row)
+            return _view(connection, row)
 
     def list_rollouts(
         self,
@@ -373,7 +374,7 @@ class Store:
         service: str | None = None,
         limit: int = 100,
     ) -> list[RolloutView]:
-        query = select(RolloutRow).order_by(RolloutRow.submitted_at.desc()).limit(limit)
+        query = select(*_VIEWED).order_by(RolloutRow.submitted_at.desc()).limit(limit)
         for column, value in (
             (RolloutRow.state, state),
             (RolloutRow.namespace, namespace),
@@ -382,8 +383,8 @@ class Store:
         ):
             if value is not None:
                 query = query.where(column == value)
-        with self._session() as session:
-            return [self._view(session, row, decisions=False) for row in session.scalars(query)]
+        with self.engine.begin() as connection:
+            return [_view(connection, row, decisions=False) for row in connection.execute(query)]
 
     def active(self) -> list[ActiveRollout]:
         """Every unfinished rollout, read only (no lease taken)."""
@@ -572,7 +573,8 @@ class Store:
                     reason=reason,
                     details={"service": row.service, **(details or {})},
                 )
-            return self._view(session, row)
+            session.flush()  # the view reads the history with plain SQL, so no autoflush
+            return _view(session.connection(), row)
 
     def audit(
         self,
@@ -665,59 +667,57 @@ class Store:
                     session, item.alerts, now=now, expire_after=alert_expiry_seconds
                 )
             session.execute(update(RolloutRow), updates)
-            # Core inserts: the ORM's unit of work cost more per decision than the decision.
             if decisions:
-                session.execute(insert(DecisionRow), decisions)
+                insert_rows(session, DecisionRow, decisions)
             if events:
-                session.execute(insert(EventRow), events)
+                insert_rows(session, EventRow, events)
 
     def actions_done(self, rollout_id: str, fence: Fence | None = None) -> None:
         with self._writing() as session:
             row = _fenced(session, rollout_id, fence)
             row.pending_actions = []
 
-    def _view(
-        self,
-        session: Session,
-        row: RolloutRow,
-        *,
-        decisions: bool = True,
-        new: tuple[RolloutRequest, EventRow] | None = None,
-    ) -> RolloutView:
-        """The API's view of a rollout.
 
-        `new` is the request and only event of a rollout created in this transaction: it has no
-        decisions and nothing else to read back, which spares a hand-off two queries and a
-        validation of the request it was just given.
-        """
-        decision_rows: Iterable[DecisionRow] = (
-            session.scalars(_DECISIONS_OF, {"rollout_id": row.id})
-            if decisions and new is None
-            else []
-        )
-        events: Iterable[EventRow] = (
-            [new[1]] if new is not None else session.scalars(_EVENTS_OF, {"rollout_id": row.id})
-        )
-        return RolloutView(
-            id=row.id,
-            state=RolloutState(row.state),
-            step=row.step,
-            strategy=row.strategy,
-            request=new[0] if new is not None else RolloutRequest.model_validate(row.request),
-            message=row.message,
-            outcome_reason=row.outcome_reason,
-            submitted_by=row.submitted_by,
-            timestamps=RolloutTimestamps(**{name: getattr(row, name) for name in TIMESTAMP_FIELDS}),
-            pending_commands=[ControlCommand(c) for c in row.commands],
-            decisions=[Decision.model_validate(d.body) for d in decision_rows],
-            details={
-                **{k: row.strategy_state.get(k) for k in EXPOSED_STRATEGY_STATE},
-                "lease": _lease(row),
-                "history": [
-                    {"at": e.at.isoformat(), "state": e.state, "message": e.message} for e in events
-                ],
-            },
-        )
+def _view(
+    connection: Connection,
+    row: Any,
+    *,
+    decisions: bool = True,
+    new: tuple[RolloutRequest, list[tuple[datetime, str, str]]] | None = None,
+) -> RolloutView:
+    """The API's view of a rollout: `row` is a `RolloutRow` or a row of `_VIEWED`.
+
+    `new` is the request and history of a rollout created in this transaction: it has no
+    decisions and nothing else to read back, which spares a hand-off two queries and a
+    validation of the request it was just given.
+    """
+    decision_bodies: Iterable[dict[str, Any]] = (
+        connection.scalars(_DECISIONS_OF, {"rollout_id": row.id})
+        if decisions and new is None
+        else []
+    )
+    history = new[1] if new is not None else connection.execute(_EVENTS_OF, {"rollout_id": row.id})
+    return RolloutView(
+        id=row.id,
+        state=RolloutState(row.state),
+        step=row.step,
+        strategy=row.strategy,
+        request=new[0] if new is not None else RolloutRequest.model_validate(row.request),
+        message=row.message,
+        outcome_reason=row.outcome_reason,
+        submitted_by=row.submitted_by,
+        timestamps=RolloutTimestamps(**{name: getattr(row, name) for name in TIMESTAMP_FIELDS}),
+        pending_commands=[ControlCommand(c) for c in row.commands],
+        decisions=[Decision.model_validate(body) for body in decision_bodies],
+        details={
+            **{k: row.strategy_state.get(k) for k in EXPOSED_STRATEGY_STATE},
+            "lease": _lease(row),
+            "history": [
+                {"at": at.isoformat(), "state": state, "message": message}
+                for at, state, message in history
+            ],
+        },
+    )
 
 
 _MERGED = (
@@ -766,7 +766,7 @@ def _apply(
     return values, decision, event
 
 
-def _lease(row: RolloutRow) -> dict[str, Any] | None:
+def _lease(row: Any) -> dict[str, Any] | None:
     """Which replica drives the rollout, until when, and its fencing token."""
     if row.lease_owner is None or RolloutState(row.state).terminal:
         return None
@@ -780,19 +780,40 @@ def _unfinished() -> Any:
 
 # The statements of a hand-off and of a rollout's view, built once: building one cost more
 # than running it.
-_BY_IDEMPOTENCY_KEY = select(RolloutRow).where(RolloutRow.idempotency_key == bindparam("key"))
-_UNFINISHED_OF_DEPLOYMENT = select(RolloutRow).where(
+_VIEWED = (
+    RolloutRow.id,
+    RolloutRow.state,
+    RolloutRow.step,
+    RolloutRow.strategy,
+    RolloutRow.request,
+    RolloutRow.message,
+    RolloutRow.outcome_reason,
+    RolloutRow.submitted_by,
+    RolloutRow.commands,
+    RolloutRow.strategy_state,
+    RolloutRow.lease_owner,
+    RolloutRow.lease_expires_at,
+    RolloutRow.fencing_token,
+    *(getattr(RolloutRow, name) for name in TIMESTAMP_FIELDS),
+)
+_VIEWED_BY_ID = select(*_VIEWED).where(RolloutRow.id == bindparam("id"))
+_BY_IDEMPOTENCY_KEY = select(*_VIEWED, RolloutRow.request_digest).where(
+    RolloutRow.idempotency_key == bindparam("key")
+)
+_UNFINISHED_OF_DEPLOYMENT = select(RolloutRow.id, RolloutRow.state, RolloutRow.submitted_by).where(
     RolloutRow.namespace == bindparam("namespace"),
     RolloutRow.deployment == bindparam("deployment"),
     _unfinished(),
 )
 _DECISIONS_OF = (
-    select(DecisionRow)
+    select(DecisionRow.body)
     .where(DecisionRow.rollout_id == bindparam("rollout_id"))
     .order_by(DecisionRow.id)
 )
 _EVENTS_OF = (
-    select(EventRow).where(EventRow.rollout_id == bindparam("rollout_id")).order_by(EventRow.id)
+    select(EventRow.at, EventRow.state, EventRow.message)
+    .where(EventRow.rollout_id == bindparam("rollout_id"))
+    .order_by(EventRow.id)
 )
 
 
@@ -883,7 +904,7 @@ def _audit_submit(
     action: audit_log.AuditAction,
     actor: str,
     reason: str | None,
-    superseded: RolloutRow | None,
+    superseded_id: str | None,
     now: datetime,
 ) -> None:
     details: dict[str, Any] = {
@@ -895,8 +916,8 @@ def _audit_submit(
     }
     if request.commit_sha:
         details["commit_sha"] = request.commit_sha
-    if superseded is not None:
-        details["superseded"] = superseded.id
+    if superseded_id is not None:
+        details["superseded"] = superseded_id
     audit_log.record(
         session, at=now, actor=actor, action=action, target=row.id, reason=reason, details=details
     )
