@@ -38,6 +38,11 @@ from strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
 
+Step = tuple[ActiveRollout, Transition, datetime | None]  # a transition, when it was analysed
+# Rollouts per write transaction: a hand-off waits on the store's writer lock for one batch's
+# commit at most, not for a whole tick's.
+COMMIT_BATCH = 100
+
 ALLOWED_ACTIONS = frozenset(
     {
         "set_images",
@@ -91,6 +96,7 @@ class Engine:
         self.clock = clock
         self._lock = asyncio.Lock()
         self._kube_failing_since: dict[str, datetime] = {}
+        self._unstored: list[tuple[Step, asyncio.Future[None]]] = []
 
     async def tick(self) -> None:
         """Advance all active rollouts; one failing rollout never stops the others."""
@@ -340,7 +346,7 @@ class Engine:
     async def _decide(self, prepared: list[Prepared]) -> None:
         """Every rollout's step (pure), committed in one transaction, then the actions."""
         decided_from = time.perf_counter()
-        steps: list[tuple[ActiveRollout, Transition, datetime | None]] = []
+        steps: list[Step] = []
         for p in prepared:
             try:
                 transition = get_strategy(p.rollout.request.strategy).step(p.ctx)
@@ -362,24 +368,18 @@ class Engine:
             *(self._execute_safely(r, t.actions) for r, t, _ in stored if t.actions)
         )
 
-    async def _store_many(
-        self, steps: list[tuple[ActiveRollout, Transition, datetime | None]]
-    ) -> list[tuple[ActiveRollout, Transition, datetime | None]]:
+    async def _store_many(self, steps: list[Step]) -> list[Step]:
         """Commit a tick's transitions together; if that fails, one by one, so a rollout whose
         write fails cannot hold back the others. Returns the ones committed."""
+        if len(steps) > COMMIT_BATCH:
+            stored = []
+            for start in range(0, len(steps), COMMIT_BATCH):
+                stored += await self._store_many(steps[start : start + COMMIT_BATCH])
+            return stored
         if not steps:
             return []
-        now = self.clock()
         try:
-            applied = [
-                Applied(r.id, t, at, tuple(self._alerts(r, t, now)), r.fence) for r, t, at in steps
-            ]
-            await asyncio.to_thread(
-                self.store.apply_many,
-                applied,
-                now=now,
-                alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
-            )
+            await self._commit(steps)
         except Exception:
             if len(steps) == 1:
                 raise
@@ -390,6 +390,20 @@ class Engine:
                 except Exception as exc:
                     await self._failed(step[0], exc)
             return stored
+        return steps
+
+    async def _commit(self, steps: list[Step]) -> None:
+        """One transaction for these transitions and their alerts, then their metrics."""
+        now = self.clock()
+        applied = [
+            Applied(r.id, t, at, tuple(self._alerts(r, t, now)), r.fence) for r, t, at in steps
+        ]
+        await asyncio.to_thread(
+            self.store.apply_many,
+            applied,
+            now=now,
+            alert_expiry_seconds=self.config.alerts.delivery.expire_after_seconds,
+        )
         for _, transition, _ in steps:
             if transition.state.terminal:
                 self.metrics.rollouts.labels(outcome=transition.state.value).inc()
@@ -401,13 +415,46 @@ class Engine:
         ]
         if deployed:
             await asyncio.to_thread(self.metrics.rollouts_ended, self.store, deployed)
-        return steps
 
     async def _store(
         self, rollout: ActiveRollout, transition: Transition, *, analysed_at: datetime | None
     ) -> None:
-        """Commit one transition with its alerts, off the event loop (SQLite may wait on a lock)."""
-        await self._store_many([(rollout, transition, analysed_at)])
+        """Commit one transition with its alerts, off the event loop (SQLite may wait on a lock).
+
+        The rollouts of a tick are prepared concurrently, so a burst of new ones reaches their
+        gates together; their writes then share one transaction, as the tick's decisions do,
+        instead of a transaction each. Each caller still gets its own write's error.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unstored.append(((rollout, transition, analysed_at), future))
+        if len(self._unstored) == 1:
+            asyncio.get_running_loop().create_task(self._store_unstored())
+        await future
+
+    async def _store_unstored(self) -> None:
+        await asyncio.sleep(0)  # the rollouts ready now add their writes first
+        unstored, self._unstored = self._unstored, []
+        for start in range(0, len(unstored), COMMIT_BATCH):
+            batch = unstored[start : start + COMMIT_BATCH]
+            try:
+                await self._commit([step for step, _ in batch])
+                outcomes: list[Exception | None] = [None] * len(batch)
+            except Exception:
+                outcomes = [await self._commit_alone(step) for step, _ in batch]
+            for (_, future), error in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    async def _commit_alone(self, step: Step) -> Exception | None:
+        try:
+            await self._commit([step])
+        except Exception as exc:
+            return exc
+        return None
 
     async def _give_up(self, rollout: ActiveRollout, message: str) -> None:
         """Kubernetes refused a change for good (403, 404, 422), or kept failing too long: fail
