@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -300,16 +301,17 @@ class Store:
         with self._writing() as session:
             locks = [f"deployment/{request.namespace}/{request.deployment}"]
             self._serialize(session, *locks, *([f"key/{idempotency_key}"] * bool(idempotency_key)))
+            connection = session.connection()  # Core: ORM statements cost more than the SQL
             if idempotency_key is not None:
-                existing = session.execute(_BY_IDEMPOTENCY_KEY, {"key": idempotency_key}).first()
+                existing = connection.execute(_BY_IDEMPOTENCY_KEY, {"key": idempotency_key}).first()
                 if existing is not None:
                     if existing.request_digest != digest:
                         raise Conflict(
                             f"Idempotency-Key {idempotency_key!r} was used for a different "
                             f"request (rollout {existing.id}); use a new key for a new request"
                         )
-                    return _view(session.connection(), existing), False
-            active = session.execute(
+                    return _view(connection, existing), False
+            active = connection.execute(
                 _UNFINISHED_OF_DEPLOYMENT,
                 {"namespace": request.namespace, "deployment": request.deployment},
             ).first()
@@ -351,12 +353,12 @@ class Store:
             insert_rows(session, RolloutRow, [values])  # before its event: a foreign key
             submitted = {"rollout_id": new_id, "at": now, "state": values["state"]}
             insert_rows(session, EventRow, [{**submitted, "message": "submitted"}])
-            row = RolloutRow(**values)  # never added: the view reads it like a stored row
+            row = SimpleNamespace(**({column.key: None for column in _VIEWED} | values))
             if actor is not None:
                 superseded_id = active.id if active is not None else None
                 _audit_submit(session, row, request, audit_as, actor, reason, superseded_id, now)
             history = [(now, row.state, "submitted")]
-            return _view(session.connection(), row, new=(request, history)), True
+            return _view(connection, row, new=(request, history)), True
 
     def get(self, rollout_id: str) -> RolloutView:
         with self.engine.begin() as connection:
@@ -899,7 +901,7 @@ def _queue(
 
 def _audit_submit(
     session: Session,
-    row: RolloutRow,
+    row: Any,
     request: RolloutRequest,
     action: audit_log.AuditAction,
     actor: str,
