@@ -218,7 +218,8 @@ class Store:
         sqlite = parsed.get_backend_name() == "sqlite"
         # Each request holds a connection in its own thread (up to anyio's 40); past a pool of
         # 5 every checkout opened a SQLite file, set its pragmas and closed it again.
-        pool = {"pool_size": 40} if sqlite and parsed.database not in (None, "", ":memory:") else {}
+        self._local_file = sqlite and parsed.database not in (None, "", ":memory:")
+        pool = {"pool_size": 40} if self._local_file else {}
         self.engine: Engine = create_engine(
             parsed,
             # A local SQLite file has no connection to lose; a ping per checkout is pure cost.
@@ -267,6 +268,18 @@ class Store:
         """
         with self._write_lock, self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def writer_if_free(self) -> Iterator[bool]:
+        """Whether a short call may run on the caller's thread at once, holding the writer lock
+        while it does: true for a local SQLite file (WAL: reads never wait) whose writer no
+        other thread holds (so a write will not wait either)."""
+        free = self._local_file and self._write_lock.acquire(blocking=False)
+        try:
+            yield free
+        finally:
+            if free:
+                self._write_lock.release()
 
     def _serialize(self, session: Session, *keys: str) -> None:
         """Hold PostgreSQL advisory locks on these keys until the transaction ends.

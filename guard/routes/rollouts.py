@@ -9,9 +9,10 @@ gives one answer for "no rollout of yours here" (a client handles a single case)
 refusal from becoming a probe if scopes are ever split. An `operate` token controls any
 rollout. Scopes are checked before any lookup, so 403 never depends on what exists.
 
-The handlers are async and run only the store's call in the thread pool: FastAPI runs a sync
-handler in a thread and then validates its answer in another, two hops per request where one
-does.
+The handlers are async and hand only the store's call to the thread pool, and a submission or
+a single rollout's read not even that when it cannot wait (`guard.services.on_store`): FastAPI
+runs a sync handler in a thread and then validates its answer in another, two hops per request
+where none is needed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from guard.models import (
     RolloutView,
     Scope,
 )
-from guard.services import Services, get_services
+from guard.services import Services, get_services, on_store
 from guard.store import Conflict, NotFound
 from strategies.registry import STRATEGIES
 
@@ -66,7 +67,8 @@ async def submit(
         ]
         raise HTTPException(422, detail)
     try:
-        view, created = await run_in_threadpool(
+        view, created = await on_store(
+            services.store,
             services.store.submit,
             request,
             idempotency_key=idempotency_key,
@@ -107,7 +109,7 @@ async def get_rollout(
     rollout_id: RolloutId, services: ServicesDep, _principal: Reader
 ) -> RolloutView:
     try:
-        return await run_in_threadpool(services.store.get, rollout_id)
+        return await on_store(services.store, services.store.get, rollout_id)
     except NotFound as exc:
         raise HTTPException(404, f"no rollout {rollout_id}") from exc
 
