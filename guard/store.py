@@ -5,8 +5,8 @@ as pending until they are done, so a guard that dies at any moment resumes each 
 the last committed step and repeats at most an idempotent patch.
 
 Several replicas share one PostgreSQL database: each unfinished rollout is leased to one replica
-(`claim`, a row lease with an expiry taken with ``FOR UPDATE SKIP LOCKED``), renewed every tick.
-Every change of owner increments the rollout's fencing token, and every write of a tick carries
+(`claim`, a row lease with an expiry taken with ``FOR UPDATE SKIP LOCKED``), renewed by the
+ticks once half of it has run. Every change of owner increments the rollout's fencing token, and every write of a tick carries
 the token it was claimed with, so a replica that lost its lease (it stalled, another took over)
 has its writes refused with `LeaseLost` instead of overwriting the new owner's progress.
 """
@@ -49,7 +49,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.base import AlertEvent
 from guard import audit as audit_log
@@ -406,18 +405,18 @@ class Store:
         query = select(RolloutRow).where(_unfinished()).order_by(RolloutRow.submitted_at)
         with self._session() as session:
             rows = list(session.scalars(query))
-            return self._hand_out(session, rows, None)
+            return self._hand_out(session, rows, None, {})
 
     def claim(self, replica_id: str, lease_seconds: float, now: datetime) -> list[ActiveRollout]:
         """Lease this replica's rollouts for `lease_seconds` and return them with their fence.
 
-        In one transaction: renew the leases it holds, take over those whose lease expired (the
-        owner died or stalled; the fencing token goes up) and take never-leased rollouts up to
-        a fair share (unfinished rollouts / replicas seen within two lease periods, so a slow
-        tick does not make a live replica look gone), so several replicas spread new work (on
-        SQLite, one replica by definition, it takes them all). ``FOR UPDATE SKIP LOCKED``
-        passes over rows another replica is claiming at this moment, so claims never wait on
-        each other nor take a row twice.
+        In one transaction: renew the leases it holds once half of one has run, take over those
+        whose lease expired (the owner died or stalled; the fencing token goes up) and take
+        never-leased rollouts up to a fair share (unfinished rollouts / replicas seen within two
+        lease periods, so a slow tick does not make a live replica look gone), so several
+        replicas spread new work (on SQLite, one replica by definition, it takes them all).
+        ``FOR UPDATE SKIP LOCKED`` passes over rows another replica is claiming at this moment,
+        so claims never wait on each other nor take a row twice.
         """
         until = now + timedelta(seconds=lease_seconds)
         stale = now - timedelta(seconds=2 * lease_seconds)
@@ -446,21 +445,35 @@ class Store:
                 # One replica by definition: a lease held by someone else was this guard's
                 # before it restarted, so the new process resumes at once.
                 share, takeable = unfinished or 0, true()
-            candidates = session.scalars(
-                select(RolloutRow)
+            candidates = session.execute(
+                select(
+                    RolloutRow.id,
+                    RolloutRow.state,
+                    RolloutRow.lease_owner,
+                    RolloutRow.lease_expires_at,
+                    RolloutRow.fencing_token,
+                )
                 .where(_unfinished(), takeable)
                 .order_by(RolloutRow.submitted_at, RolloutRow.id)
                 .with_for_update(skip_locked=True)
             ).all()
             mine = sum(1 for row in candidates if row.lease_owner == replica_id)
-            taken: list[RolloutRow] = []
+            taken: list[Any] = []
             for row in candidates:
                 if row.lease_owner is None:
                     if mine >= share:
                         continue
                     mine += 1
                 taken.append(row)
-            renewed = [row for row in taken if row.lease_owner == replica_id]
+            # A held lease is renewed once half of it has run, not every tick: rewriting every
+            # unfinished row each tick was most of a claim's time under the writer lock.
+            half_left = now + timedelta(seconds=lease_seconds / 2)
+            renewed = [
+                row.id
+                for row in taken
+                if row.lease_owner == replica_id
+                and (row.lease_expires_at is None or row.lease_expires_at <= half_left)
+            ]
             acquired = [row for row in taken if row.lease_owner != replica_id]
             session.add_all(
                 EventRow(
@@ -478,19 +491,23 @@ class Store:
             _bulk_update(session, renewed, lease_expires_at=until)
             _bulk_update(
                 session,
-                acquired,
+                [row.id for row in acquired],
                 lease_owner=replica_id,
                 fencing_token=func.coalesce(RolloutRow.fencing_token, 0) + 1,
                 lease_expires_at=until,
             )
-            for row in renewed:
-                set_committed_value(row, "lease_expires_at", until)
-            for row in acquired:
-                set_committed_value(row, "lease_owner", replica_id)
-                set_committed_value(row, "fencing_token", (row.fencing_token or 0) + 1)
-                set_committed_value(row, "lease_expires_at", until)
-            session.flush()
-            return self._hand_out(session, taken, replica_id)
+            acquired_ids = {row.id for row in acquired}
+            fences = {row.id: (row.fencing_token or 0) + (row.id in acquired_ids) for row in taken}
+        # The rows themselves are read after the leases are committed, without the writer lock:
+        # decoding a thousand rows' JSON under it held every hand-off up for tens of ms a tick.
+        # The leases make them this replica's to change until they expire.
+        with self._session() as session:
+            rows = session.scalars(
+                select(RolloutRow)
+                .where(RolloutRow.id.in_(list(fences)))
+                .order_by(RolloutRow.submitted_at, RolloutRow.id)
+            ).all()
+            return self._hand_out(session, rows, replica_id, fences)
 
     def renew(self, rollout_id: str, fence: Fence, lease_seconds: float, now: datetime) -> None:
         """Extend a lease still held with this fence, before acting on it; else `LeaseLost`."""
@@ -513,9 +530,14 @@ class Store:
             return len(rows)
 
     def _hand_out(
-        self, session: Session, rows: Sequence[RolloutRow], replica_id: str | None
+        self,
+        session: Session,
+        rows: Sequence[RolloutRow],
+        replica_id: str | None,
+        fencing_tokens: dict[str, int],
     ) -> list[ActiveRollout]:
-        """Rows as the engine takes them: alert history, fence, and what blocks a pending one."""
+        """Rows as the engine takes them: alert history, fence (the token each was claimed
+        with), and what blocks a pending one."""
         alerts = alert_outbox.history(session, [row.id for row in rows])
         blockers: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         if any(row.state == RolloutState.PENDING.value for row in rows):
@@ -532,7 +554,7 @@ class Store:
         handed: list[ActiveRollout] = []
         requests = {row.id: self._requests.get(row.id) for row in rows}
         for row in rows:
-            fence = Fence(replica_id, row.fencing_token or 0) if replica_id else None
+            fence = Fence(replica_id, fencing_tokens[row.id]) if replica_id else None
             blocked_by = None
             if row.state == RolloutState.PENDING.value:
                 earlier = [
@@ -832,16 +854,12 @@ _EVENTS_OF = (
 )
 
 
-def _bulk_update(session: Session, rows: Sequence[RolloutRow], **values: Any) -> None:
-    """One UPDATE for all these rows (already locked by the caller), not one per row.
-
-    The loaded objects are not refreshed: the caller sets the committed values it wrote, so the
-    session neither reloads nor writes them again.
-    """
-    if rows:
+def _bulk_update(session: Session, ids: Sequence[str], **values: Any) -> None:
+    """One UPDATE for all these rollouts (already locked by the caller), not one per row."""
+    if ids:
         session.execute(
             update(RolloutRow)
-            .where(RolloutRow.id.in_([row.id for row in rows]))
+            .where(RolloutRow.id.in_(ids))
             .values(**values)
             .execution_options(synchronize_session=False)
         )

@@ -469,6 +469,25 @@ def test_renewing_keeps_the_lease_past_its_first_expiry(shared: Store) -> None:
     assert shared.claim("r2", 15, T0 + timedelta(seconds=20)) == []
 
 
+def test_a_tick_renews_a_held_lease_once_half_of_it_has_run(shared: Store) -> None:
+    view, _ = shared.submit(request(), idempotency_key=None, now=T0)
+
+    def expires() -> str:
+        lease = shared.get(view.id).details["lease"]
+        assert lease is not None
+        return str(lease["expires_at"])
+
+    shared.claim("r1", 15, T0)
+    first = expires()
+    shared.claim("r1", 15, T0 + timedelta(seconds=7))  # 8 s of 15 left: not rewritten
+    assert expires() == first
+    shared.claim("r1", 15, T0 + timedelta(seconds=8))
+    assert expires() == (T0 + timedelta(seconds=23)).isoformat()
+    for second in range(9, 30):  # a live replica ticking every second never loses it
+        shared.claim("r1", 15, T0 + timedelta(seconds=second))
+        assert shared.claim("r2", 15, T0 + timedelta(seconds=second)) == []
+
+
 def test_released_leases_are_taken_at_once(store: Store) -> None:
     store.submit(request(), idempotency_key=None, now=T0)
     store.claim("r1", 15, T0)
