@@ -38,16 +38,22 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-async def on_store(store: Store, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a short store call (one rollout's read or hand-off) on the event loop when it
-    cannot wait (`Store.writer_if_free`), else in the thread pool.
+async def read_store(store: Store, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run one rollout's read on the event loop when the store is a local file (it cannot wait
+    there), else in the thread pool (a network database can stall).
 
-    Under load the hop cost more than the call: 16 pool threads handing the GIL back and forth
-    doubled a submission's CPU and added tail latency. A call that might wait (the writer is
-    busy, or the database is across a network) still goes to a thread, so the loop never
-    blocks on it.
+    Under load a hop to the pool cost more than the read: 16 pool threads handing the GIL back
+    and forth doubled the CPU of a request and added to its tail latency.
     """
-    with store.writer_if_free() as free:
-        if free:
-            return call(*args, **kwargs)
-    return await run_in_threadpool(call, *args, **kwargs)
+    if not store.local_file:
+        return await run_in_threadpool(call, *args, **kwargs)
+    return call(*args, **kwargs)
+
+
+async def write_store(store: Store, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a hand-off's write on the event loop, once the store's writer lock is free (awaited,
+    never blocked on), when the store is a local file; else in the thread pool."""
+    if not store.local_file:
+        return await run_in_threadpool(call, *args, **kwargs)
+    async with store.writer.held_on_loop():
+        return call(*args, **kwargs)

@@ -6,9 +6,10 @@ the last committed step and repeats at most an idempotent patch.
 
 Several replicas share one PostgreSQL database: each unfinished rollout is leased to one replica
 (`claim`, a row lease with an expiry taken with ``FOR UPDATE SKIP LOCKED``), renewed by the
-ticks once half of it has run. Every change of owner increments the rollout's fencing token, and every write of a tick carries
-the token it was claimed with, so a replica that lost its lease (it stalled, another took over)
-has its writes refused with `LeaseLost` instead of overwriting the new owner's progress.
+ticks once half of it has run. Every change of owner increments the rollout's fencing token,
+and every write of a tick carries the token it was claimed with, so a replica that lost its
+lease (it stalled, another took over) has its writes refused with `LeaseLost` instead of
+overwriting the new owner's progress.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import math
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -63,6 +63,7 @@ from guard.models import (
     RolloutTimestamps,
     RolloutView,
 )
+from guard.writer_lock import WriterLock
 from strategies.base import Action, Transition
 
 TIMESTAMP_FIELDS = tuple(RolloutTimestamps.model_fields)
@@ -233,7 +234,7 @@ class Store:
         _add_columns(self.engine)
         _add_indexes(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock = threading.RLock()
+        self.writer = WriterLock()
         # A request never changes once submitted; validating a thousand of them every tick did.
         self._requests: dict[str, RolloutRequest] = {}
 
@@ -265,20 +266,14 @@ class Store:
         be lost to a concurrent tick. Across replicas PostgreSQL's row locks and `_serialize`
         do the same.
         """
-        with self._write_lock, self._sessions.begin() as session:
+        with self.writer, self._sessions.begin() as session:
             yield session
 
-    @contextmanager
-    def writer_if_free(self) -> Iterator[bool]:
-        """Whether a short call may run on the caller's thread at once, holding the writer lock
-        while it does: true for a local SQLite file (WAL: reads never wait) whose writer no
-        other thread holds (so a write will not wait either)."""
-        free = self._local_file and self._write_lock.acquire(blocking=False)
-        try:
-            yield free
-        finally:
-            if free:
-                self._write_lock.release()
+    @property
+    def local_file(self) -> bool:
+        """A SQLite file on this machine: no network in any call, and in WAL mode a read never
+        waits for a writer."""
+        return self._local_file
 
     def _serialize(self, session: Session, *keys: str) -> None:
         """Hold PostgreSQL advisory locks on these keys until the transaction ends.

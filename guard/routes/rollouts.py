@@ -10,7 +10,7 @@ refusal from becoming a probe if scopes are ever split. An `operate` token contr
 rollout. Scopes are checked before any lookup, so 403 never depends on what exists.
 
 The handlers are async and hand only the store's call to the thread pool, and a submission or
-a single rollout's read not even that when it cannot wait (`guard.services.on_store`): FastAPI
+a single rollout's read not even that on a local SQLite file (`guard.services.write_store`): FastAPI
 runs a sync handler in a thread and then validates its answer in another, two hops per request
 where none is needed.
 """
@@ -34,7 +34,7 @@ from guard.models import (
     RolloutView,
     Scope,
 )
-from guard.services import Services, get_services, on_store
+from guard.services import Services, get_services, read_store, write_store
 from guard.store import Conflict, NotFound
 from strategies.registry import STRATEGIES
 
@@ -67,7 +67,7 @@ async def submit(
         ]
         raise HTTPException(422, detail)
     try:
-        view, created = await on_store(
+        view, created = await write_store(
             services.store,
             services.store.submit,
             request,
@@ -109,7 +109,7 @@ async def get_rollout(
     rollout_id: RolloutId, services: ServicesDep, _principal: Reader
 ) -> RolloutView:
     try:
-        return await on_store(services.store, services.store.get, rollout_id)
+        return await read_store(services.store, services.store.get, rollout_id)
     except NotFound as exc:
         raise HTTPException(404, f"no rollout {rollout_id}") from exc
 
