@@ -1,11 +1,12 @@
 """Hand-off benchmark: `POST /v1/rollouts` and `GET /v1/rollouts/{id}` under load on loopback.
 
-Runs a real `guard serve` (SQLite store) whose scheduler has nothing to roll out (the rollouts
-name Deployments that do not exist on the simulated cluster and are refused at the next tick).
-`python -m bench.handoff [--generator wrk|httpx] [--seconds S] [--requests N] [--concurrency C]`;
-prints a table and one JSON line.
+Runs a real `guard serve` (SQLite store, default config: a tick every second) whose scheduler
+has nothing to roll out (the rollouts name Deployments that do not exist on the simulated
+cluster and are refused at the next tick). `python -m bench.handoff [--generator wrk|httpx]
+[--seconds S] [--requests N] [--concurrency C] [--rate R]`; prints a table and one JSON line.
 
-Two load generators, named in the JSON line and the table:
+Each endpoint is measured twice. First at saturation, by a closed-loop generator (named in the
+JSON line, and in the table's `load`):
 
 - `wrk` (Debian/Ubuntu: `apt-get install wrk`), the default when it is on PATH: a C generator
   that costs the machine little, so the guard gets most of the CPU. It runs for `--seconds`
@@ -14,6 +15,11 @@ Two load generators, named in the JSON line and the table:
 - `httpx`: `--requests` per endpoint from `--concurrency` asyncio clients in this process. It
   needs nothing but the guard's own dependencies, but in Python it takes most of a core, so on a
   small machine it measures the generator as much as the guard.
+
+Then paced: `--rate` requests a second offered for `--seconds` by an open-loop generator
+(`bench.paced`) over up to `--concurrency` connections, each latency counted from when its
+request was due. That is the question the target asks (500 requests/s offered, p99 under
+50 ms); at saturation a closed loop's latency is mostly its own queue (connections / rate).
 
 `server_cpu_ms` is the guard's CPU per request while the load runs (ticks that fall in it
 included); for POST, `with_refusal_ms` runs on until the guard has refused every rollout the POSTs
@@ -39,6 +45,7 @@ import httpx
 import yaml
 
 from bench.common import ProcessStats, emit
+from bench.paced import http_request, paced
 from bench.profile import record, summary
 from guard.sim.guard_process import GuardProcess
 from guard.sim.kubeapi import KubeApiSimulator
@@ -205,42 +212,91 @@ def _settled(client: httpx.Client, timeout: float = 120) -> None:
 def _run(
     guard: GuardProcess, args: argparse.Namespace, generator: str, workdir: Path
 ) -> list[dict[str, Any]]:
-    """Both endpoints in turn, each with the guard's own CPU time per request: on a machine
-    shared with the load generator (and other work) that is steadier than throughput."""
+    """Both endpoints in turn, each at saturation and then paced at `--rate`, each with the
+    guard's own CPU time per request: on a machine shared with the load generator (and other
+    work) that is steadier than throughput."""
     assert guard.pid is not None
     server = ProcessStats(guard.pid)
     headers = {"Authorization": f"Bearer {guard.token}"}
+    run = uuid.uuid4().hex
     rows = []
     with httpx.Client(base_url=guard.url, headers=headers, timeout=30) as client:
-        cpu = server.cpu_seconds()
-        if generator == "wrk":
-            script = _WRK_POST.replace("TOKEN", guard.token).replace("RUN", uuid.uuid4().hex)
-            post = _wrk(POST, guard.url, script, args.seconds, args.concurrency, workdir)
-        else:
-            post = _httpx_post(guard.url, guard.token, args.requests, args.concurrency)
-        loaded = server.cpu_seconds()
-        _settled(client)
-        post["server_cpu_ms"] = round((loaded - cpu) / post["requests"] * 1000, 2)
-        post["with_refusal_ms"] = round((server.cpu_seconds() - cpu) / post["requests"] * 1000, 2)
-        rows.append(post)
+        for paced_at in (None, args.rate):
+            cpu = server.cpu_seconds()
+            if paced_at is not None:
+                post = _paced_post(guard, args, f"{run}-paced")
+            elif generator == "wrk":
+                script = _WRK_POST.replace("TOKEN", guard.token).replace("RUN", run)
+                post = _wrk(POST, guard.url, script, args.seconds, args.concurrency, workdir)
+            else:
+                post = _httpx_post(guard.url, guard.token, args.requests, args.concurrency)
+            loaded = server.cpu_seconds()
+            _settled(client)
+            post["server_cpu_ms"] = round((loaded - cpu) / post["requests"] * 1000, 2)
+            refused = server.cpu_seconds() - cpu
+            post["with_refusal_ms"] = round(refused / post["requests"] * 1000, 2)
+            post["load"] = _load(generator, args, paced_at)
+            rows.append(post)
         ids = _rollout_ids(client)
-        cpu = server.cpu_seconds()
-        if generator == "wrk":
-            listed = ", ".join(f'"{i}"' for i in ids)
-            script = _WRK_GET.replace("TOKEN", guard.token).replace("IDS", listed)
-            get = _wrk(GET, guard.url, script, args.seconds, args.concurrency, workdir)
-        else:
-            get = _httpx_get(guard.url, guard.token, args.requests, args.concurrency, ids)
-        get["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / get["requests"] * 1000, 2)
-        rows.append(get)
-    for row in rows:
-        row["generator"] = generator
+        for paced_at in (None, args.rate):
+            cpu = server.cpu_seconds()
+            if paced_at is not None:
+                get = _paced_get(guard, args, ids)
+            elif generator == "wrk":
+                listed = ", ".join(f'"{i}"' for i in ids)
+                script = _WRK_GET.replace("TOKEN", guard.token).replace("IDS", listed)
+                get = _wrk(GET, guard.url, script, args.seconds, args.concurrency, workdir)
+            else:
+                get = _httpx_get(guard.url, guard.token, args.requests, args.concurrency, ids)
+            get["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / get["requests"] * 1000, 2)
+            get["load"] = _load(generator, args, paced_at)
+            rows.append(get)
     return rows
+
+
+def _load(generator: str, args: argparse.Namespace, paced_at: float | None) -> str:
+    if paced_at is not None:
+        return f"{paced_at:g}/s offered"
+    return f"{generator}, {args.concurrency} connections"
+
+
+def _paced_post(guard: GuardProcess, args: argparse.Namespace, run: str) -> dict[str, Any]:
+    def request(index: int) -> bytes:
+        body = json.dumps(_body(index) | {"deployment": f"paced-{run}-{index}"}).encode()
+        headers = {
+            "Authorization": f"Bearer {guard.token}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{run}-{index}",
+        }
+        return http_request("POST", "/v1/rollouts", headers, body)
+
+    return {"endpoint": POST} | _pace(guard, args, request)
+
+
+def _paced_get(guard: GuardProcess, args: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {guard.token}"}
+    prebuilt = [http_request("GET", f"/v1/rollouts/{i}", headers) for i in ids]
+    return {"endpoint": GET} | _pace(guard, args, lambda index: prebuilt[index % len(prebuilt)])
+
+
+def _pace(guard: GuardProcess, args: argparse.Namespace, request: Any) -> dict[str, Any]:
+    url = httpx.URL(guard.url)
+    assert url.port is not None
+    return asyncio.run(
+        paced(
+            url.host,
+            url.port,
+            request,
+            rate=args.rate,
+            seconds=args.seconds,
+            connections=args.concurrency,
+        )
+    )
 
 
 COLUMNS = (
     "endpoint",
-    "generator",
+    "load",
     "requests",
     "failures",
     "requests_per_second",
@@ -270,6 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="per endpoint (httpx)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
+        "--rate", type=float, default=500, help="requests/s offered in the paced runs"
+    )
+    parser.add_argument(
         "--profile", type=Path, help="directory for a py-spy profile of the guard (if installed)"
     )
     args = parser.parse_args(argv)
@@ -281,7 +340,6 @@ def main(argv: list[str] | None = None) -> None:
             "store": {"data_dir": str(workdir / "data")},
             "prometheus": {"url": "http://127.0.0.1:9"},
             "kubernetes": {"kubeconfig": str(workdir / "kubeconfig")},
-            "scheduler": {"tick_seconds": 5},
         }
         (workdir / "guard.yaml").write_text(yaml.safe_dump(config))
         with GuardProcess(

@@ -43,21 +43,29 @@ def test_scale_reports_queries_and_kubernetes_calls_per_tick_for_all_rollouts() 
     assert row["ticks"] >= 2 and row["rss_mb"] > 0 and row["cpu_ms_per_tick"] >= 0
 
 
-def test_handoff_reports_both_endpoints_without_failures() -> None:
-    figures = run("bench.handoff", "--generator", "httpx", "--requests", "40", "--concurrency", "4")
+def test_handoff_reports_both_endpoints_at_saturation_and_paced_without_failures() -> None:
+    figures = run(
+        "bench.handoff", "--generator", "httpx", "--requests", "40", "--concurrency", "4",
+        "--rate", "40", "--seconds", "1",
+    )  # fmt: skip
     assert figures["benchmark"] == "handoff" and figures["generator"] == "httpx"
-    rows = {row["endpoint"]: row for row in figures["results"]}
-    assert set(rows) == {"POST /v1/rollouts", "GET /v1/rollouts/{id}"}
+    rows = {(row["endpoint"], row["load"]): row for row in figures["results"]}
+    post, get = "POST /v1/rollouts", "GET /v1/rollouts/{id}"
+    closed, paced = "httpx, 4 connections", "40/s offered"
+    assert set(rows) == {(post, closed), (post, paced), (get, closed), (get, paced)}
     for row in rows.values():
-        assert row["requests"] == 40 and row["failures"] == 0
+        assert row["requests"] == 40 and row["failures"] == 0  # a reused key or Deployment: 409
         assert row["p50_ms"] <= row["p99_ms"]
-    post = rows["POST /v1/rollouts"]
-    assert post["with_refusal_ms"] >= post["server_cpu_ms"] >= 0
+    for load in (closed, paced):
+        assert rows[post, load]["with_refusal_ms"] >= rows[post, load]["server_cpu_ms"] >= 0
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk: apt-get install wrk")
 def test_handoff_with_wrk_gives_each_post_its_own_rollout() -> None:
-    figures = run("bench.handoff", "--generator", "wrk", "--seconds", "1", "--concurrency", "4")
+    figures = run(
+        "bench.handoff", "--generator", "wrk", "--seconds", "1", "--concurrency", "4",
+        "--rate", "20",
+    )  # fmt: skip
     assert figures["generator"] == "wrk"
     for row in figures["results"]:
         assert row["requests"] > 0 and row["failures"] == 0  # a reused key or Deployment: 409
