@@ -32,7 +32,15 @@ from guard.outbox import RoutedAlert
 from guard.preflight import preflight, preflight_transition
 from guard.probe import probe
 from guard.prometheus import PrometheusClient
-from guard.store import ActiveRollout, Applied, LeaseLost, Store, new_replica_id
+from guard.store import (
+    ActiveRollout,
+    Applied,
+    LeaseLost,
+    Store,
+    new_replica_id,
+    read_store,
+    write_store,
+)
 from strategies.base import Action, AnalysisTarget, RolloutContext, Track, Transition
 from strategies.registry import get_strategy
 
@@ -104,8 +112,12 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
-            active = await asyncio.to_thread(
-                self.store.claim, self.replica_id, self.config.store.lease_seconds, self.clock()
+            active = await write_store(
+                self.store,
+                self.store.claim,
+                self.replica_id,
+                self.config.store.lease_seconds,
+                self.clock(),
             )
             self.metrics.active_rollouts.set(len(active))
             calls_before = self.kube.calls
@@ -256,7 +268,7 @@ class Engine:
         log.error("rollout %s: %s", rollout.id, message)
         try:
             # This tick may have stored a step before its action failed: fail from that one.
-            active = await asyncio.to_thread(self.store.active)
+            active = await read_store(self.store, self.store.active)
             current = next((r for r in active if r.id == rollout.id), None)
             if current is not None:
                 await self._give_up(replace(current, fence=rollout.fence), message)
@@ -398,7 +410,8 @@ class Engine:
         applied = [
             Applied(r.id, t, at, tuple(self._alerts(r, t, now)), r.fence) for r, t, at in steps
         ]
-        await asyncio.to_thread(
+        await write_store(
+            self.store,
             self.store.apply_many,
             applied,
             now=now,
@@ -414,12 +427,12 @@ class Engine:
             if transition.state.terminal and transition.state is not RolloutState.REFUSED
         ]
         if deployed:
-            await asyncio.to_thread(self.metrics.rollouts_ended, self.store, deployed)
+            await read_store(self.store, self.metrics.rollouts_ended, self.store, deployed)
 
     async def _store(
         self, rollout: ActiveRollout, transition: Transition, *, analysed_at: datetime | None
     ) -> None:
-        """Commit one transition with its alerts, off the event loop (SQLite may wait on a lock).
+        """Commit one transition with its alerts.
 
         The rollouts of a tick are prepared concurrently, so a burst of new ones reaches their
         gates together; their writes then share one transaction, as the tick's decisions do,
@@ -497,12 +510,12 @@ class Engine:
                 raise ValueError(f"unknown action {action.kind!r}")
         if rollout.fence is not None:
             lease = self.config.store.lease_seconds
-            await asyncio.to_thread(
-                self.store.renew, rollout.id, rollout.fence, lease, self.clock()
+            await write_store(
+                self.store, self.store.renew, rollout.id, rollout.fence, lease, self.clock()
             )
         for action in actions:
             await asyncio.to_thread(getattr(self.kube, action.kind), **action.params)
-        await asyncio.to_thread(self.store.actions_done, rollout.id, rollout.fence)
+        await write_store(self.store, self.store.actions_done, rollout.id, rollout.fence)
 
 
 def _due(last: datetime | None, config: AnalysisConfig, now: datetime) -> bool:

@@ -10,7 +10,7 @@ refusal from becoming a probe if scopes are ever split. An `operate` token contr
 rollout. Scopes are checked before any lookup, so 403 never depends on what exists.
 
 The handlers are async and hand only the store's call to the thread pool, and a submission or
-a single rollout's read not even that on a local SQLite file (`guard.services.write_store`): FastAPI
+a single rollout's read not even that on a local SQLite file (`guard.store.write_store`): FastAPI
 runs a sync handler in a thread and then validates its answer in another, two hops per request
 where none is needed.
 """
@@ -34,8 +34,8 @@ from guard.models import (
     RolloutView,
     Scope,
 )
-from guard.services import Services, get_services, read_store, write_store
-from guard.store import Conflict, NotFound
+from guard.services import Services, get_services
+from guard.store import Conflict, NotFound, read_store, write_store
 from strategies.registry import STRATEGIES
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], responses=ERRORS)

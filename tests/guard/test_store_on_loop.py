@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from guard.services import read_store, write_store
-from guard.store import Store
+from guard.store import Store, read_store, write_store
 
 
 @pytest.fixture
