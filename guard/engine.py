@@ -47,9 +47,9 @@ from strategies.registry import get_strategy
 log = logging.getLogger(__name__)
 
 Step = tuple[ActiveRollout, Transition, datetime | None]  # a transition, when it was analysed
-# Rollouts per write transaction: a hand-off waits on the store's writer lock for one batch's
-# commit at most, not for a whole tick's.
-COMMIT_BATCH = 100
+# Rollouts per store call of a tick: a hand-off waits for one batch (for its commit, or on a
+# local SQLite file for the event loop) at most, not for a whole tick's.
+STORE_BATCH = 100
 
 ALLOWED_ACTIONS = frozenset(
     {
@@ -112,13 +112,19 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
-            active = await write_store(
+            leases = await write_store(
                 self.store,
-                self.store.claim,
+                self.store.lease,
                 self.replica_id,
                 self.config.store.lease_seconds,
                 self.clock(),
             )
+            leased = list(leases.fencing_tokens)
+            active: list[ActiveRollout] = []
+            for start in range(0, len(leased), STORE_BATCH):
+                await asyncio.sleep(0)  # requests are served between batches
+                batch = leased[start : start + STORE_BATCH]
+                active += await read_store(self.store, self.store.leased, leases, batch)
             self.metrics.active_rollouts.set(len(active))
             calls_before = self.kube.calls
             resumed = [r for r in await asyncio.gather(*map(self._resume_safely, active)) if r]
@@ -383,10 +389,11 @@ class Engine:
     async def _store_many(self, steps: list[Step]) -> list[Step]:
         """Commit a tick's transitions together; if that fails, one by one, so a rollout whose
         write fails cannot hold back the others. Returns the ones committed."""
-        if len(steps) > COMMIT_BATCH:
+        if len(steps) > STORE_BATCH:
             stored = []
-            for start in range(0, len(steps), COMMIT_BATCH):
-                stored += await self._store_many(steps[start : start + COMMIT_BATCH])
+            for start in range(0, len(steps), STORE_BATCH):
+                await asyncio.sleep(0)  # requests are served between batches
+                stored += await self._store_many(steps[start : start + STORE_BATCH])
             return stored
         if not steps:
             return []
@@ -447,8 +454,9 @@ class Engine:
     async def _store_unstored(self) -> None:
         await asyncio.sleep(0)  # the rollouts ready now add their writes first
         unstored, self._unstored = self._unstored, []
-        for start in range(0, len(unstored), COMMIT_BATCH):
-            batch = unstored[start : start + COMMIT_BATCH]
+        for start in range(0, len(unstored), STORE_BATCH):
+            await asyncio.sleep(0)  # requests are served between batches
+            batch = unstored[start : start + STORE_BATCH]
             try:
                 await self._commit([step for step, _ in batch])
                 outcomes: list[Exception | None] = [None] * len(batch)

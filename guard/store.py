@@ -174,6 +174,14 @@ class Fence:
     token: int
 
 
+@dataclass(frozen=True)
+class Leases:
+    """What one claim leased: each rollout's fencing token, in the order a tick takes them."""
+
+    replica_id: str
+    fencing_tokens: dict[str, int]
+
+
 def new_replica_id() -> str:
     """Unique per process, readable in logs: hostname, pid and a random suffix."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -398,13 +406,19 @@ class Store:
 
     def active(self) -> list[ActiveRollout]:
         """Every unfinished rollout, read only (no lease taken)."""
-        query = select(RolloutRow).where(_unfinished()).order_by(RolloutRow.submitted_at)
+        query = select(*RolloutRow.__table__.columns).where(_unfinished())
         with self._session() as session:
-            rows = list(session.scalars(query))
-            return self._hand_out(session, rows, None, {})
+            rows = session.connection().execute(query.order_by(RolloutRow.submitted_at))
+            return self._hand_out(session, list(rows), None)
 
     def claim(self, replica_id: str, lease_seconds: float, now: datetime) -> list[ActiveRollout]:
-        """Lease this replica's rollouts for `lease_seconds` and return them with their fence.
+        """`lease`, then `leased` for all of them; a tick runs the two apart, and reads in
+        batches, so its event loop serves requests in between."""
+        leases = self.lease(replica_id, lease_seconds, now)
+        return self.leased(leases, list(leases.fencing_tokens))
+
+    def lease(self, replica_id: str, lease_seconds: float, now: datetime) -> Leases:
+        """Lease this replica's rollouts for `lease_seconds`; each with the fencing token it holds.
 
         In one transaction: renew the leases it holds once half of one has run, take over those
         whose lease expired (the owner died or stalled; the fencing token goes up) and take
@@ -494,16 +508,23 @@ class Store:
             )
             acquired_ids = {row.id for row in acquired}
             fences = {row.id: (row.fencing_token or 0) + (row.id in acquired_ids) for row in taken}
-        # The rows themselves are read after the leases are committed, without the writer lock:
-        # decoding a thousand rows' JSON under it held every hand-off up for tens of ms a tick.
-        # The leases make them this replica's to change until they expire.
+        # The rollouts this replica drives now; the requests of the rest may go.
+        self._requests = {k: v for k, v in self._requests.items() if k in fences}
+        return Leases(replica_id, fences)
+
+    def leased(self, leases: Leases, ids: Sequence[str]) -> list[ActiveRollout]:
+        """These leased rollouts, as the engine takes them.
+
+        Read after the leases are committed, without the writer lock: decoding a thousand rows'
+        JSON under it held every hand-off up for tens of ms a tick. The leases make them this
+        replica's to change until they expire; the fences are the tokens the lease committed.
+        """
+        query = select(*RolloutRow.__table__.columns).where(RolloutRow.id.in_(list(ids)))
         with self._session() as session:
-            rows = session.scalars(
-                select(RolloutRow)
-                .where(RolloutRow.id.in_(list(fences)))
-                .order_by(RolloutRow.submitted_at, RolloutRow.id)
-            ).all()
-            return self._hand_out(session, rows, replica_id, fences)
+            rows = session.connection().execute(
+                query.order_by(RolloutRow.submitted_at, RolloutRow.id)
+            )
+            return self._hand_out(session, list(rows), leases)
 
     def renew(self, rollout_id: str, fence: Fence, lease_seconds: float, now: datetime) -> None:
         """Extend a lease still held with this fence, before acting on it; else `LeaseLost`."""
@@ -526,31 +547,29 @@ class Store:
             return len(rows)
 
     def _hand_out(
-        self,
-        session: Session,
-        rows: Sequence[RolloutRow],
-        replica_id: str | None,
-        fencing_tokens: dict[str, int],
+        self, session: Session, rows: Sequence[Any], leases: Leases | None
     ) -> list[ActiveRollout]:
-        """Rows as the engine takes them: alert history, fence (the token each was claimed
+        """Rows as the engine takes them: alert history, fence (the token each was leased
         with), and what blocks a pending one."""
         alerts = alert_outbox.history(session, [row.id for row in rows])
         blockers: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
-        if any(row.state == RolloutState.PENDING.value for row in rows):
+        pending = [row for row in rows if row.state == RolloutState.PENDING.value]
+        if pending:
             others = session.execute(
                 select(
                     RolloutRow.namespace,
                     RolloutRow.deployment,
                     RolloutRow.submitted_at,
                     RolloutRow.id,
-                ).where(_unfinished())
+                ).where(_unfinished(), RolloutRow.deployment.in_({r.deployment for r in pending}))
             ).all()
             for namespace, deployment, submitted_at, rollout_id in others:
                 blockers.setdefault((namespace, deployment), []).append((submitted_at, rollout_id))
         handed: list[ActiveRollout] = []
-        requests = {row.id: self._requests.get(row.id) for row in rows}
         for row in rows:
-            fence = Fence(replica_id, fencing_tokens[row.id]) if replica_id else None
+            fence = None
+            if leases is not None:
+                fence = Fence(leases.replica_id, leases.fencing_tokens[row.id])
             blocked_by = None
             if row.state == RolloutState.PENDING.value:
                 earlier = [
@@ -559,13 +578,12 @@ class Store:
                     if other < (row.submitted_at, row.id)
                 ]
                 blocked_by = min(earlier)[1] if earlier else None
-            active = _active(row, requests[row.id])
-            requests[row.id] = active.request
+            active = _active(row, self._requests.get(row.id))
+            if leases is not None:
+                self._requests[row.id] = active.request
             handed.append(
                 replace(active, alert_history=alerts[row.id], fence=fence, blocked_by=blocked_by)
             )
-        if replica_id is not None:  # the rollouts this replica drives now; the rest may go
-            self._requests = {k: v for k, v in requests.items() if v is not None}
         return handed
 
     def command(
@@ -900,7 +918,7 @@ def _add_indexes(engine: Engine) -> None:
         index.create(engine, checkfirst=True)
 
 
-def _active(row: RolloutRow, request: RolloutRequest | None = None) -> ActiveRollout:
+def _active(row: Any, request: RolloutRequest | None = None) -> ActiveRollout:
     return ActiveRollout(
         id=row.id,
         request=request or RolloutRequest.model_validate(row.request),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.config import GuardConfig, parse_config
-from guard.engine import COMMIT_BATCH, Engine
+from guard.engine import STORE_BATCH, Engine
 from guard.kube import KubeClient, NamespaceSnapshot
 from guard.metrics import GuardMetrics
 from guard.models import RolloutRequest, RolloutState
@@ -64,11 +64,11 @@ def test_the_gates_of_a_burst_of_new_rollouts_share_transactions_of_a_bounded_si
     tmp_path: Path,
 ) -> None:
     store = CountingStore(f"sqlite:///{tmp_path / 'guard.db'}", failing=set())
-    ids = _submit(store, COMMIT_BATCH * 2 + 50)
+    ids = _submit(store, STORE_BATCH * 2 + 50)
 
     asyncio.run(_engine(store).tick())
 
-    assert store.transactions == [COMMIT_BATCH, COMMIT_BATCH, 50]
+    assert store.transactions == [STORE_BATCH, STORE_BATCH, 50]
     assert {store.get(i).state for i in ids} == {RolloutState.REFUSED}
 
 

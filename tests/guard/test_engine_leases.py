@@ -14,7 +14,7 @@ from guard.engine import Engine
 from guard.metrics import GuardMetrics
 from guard.models import RolloutRequest, RolloutState
 from guard.prometheus import PrometheusClient
-from guard.store import ActiveRollout, Store
+from guard.store import Leases, Store
 from strategies.base import Action, Transition
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -41,9 +41,9 @@ class RecordingKube:
 class StolenAfterClaim(Store):
     """Another replica takes every lease right after this one claimed (as after a long stall)."""
 
-    def claim(self, replica_id: str, lease_seconds: float, now: datetime) -> list[ActiveRollout]:
-        mine = super().claim(replica_id, lease_seconds, now)
-        super().claim("thief", lease_seconds, now + timedelta(seconds=lease_seconds + 1))
+    def lease(self, replica_id: str, lease_seconds: float, now: datetime) -> Leases:
+        mine = super().lease(replica_id, lease_seconds, now)
+        super().lease("thief", lease_seconds, now + timedelta(seconds=lease_seconds + 1))
         return mine
 
 
