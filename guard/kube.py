@@ -26,6 +26,8 @@ from guard.config import KubernetesConfig
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 ROLLOUT_ANNOTATION = "deploy-guard.io/rollout-id"
 HASH_LABEL = "pod-template-hash"
+#: Objects per page of a LIST (client-go's pager and kubectl ask for 500 too).
+LIST_PAGE = 500
 
 T = TypeVar("T")
 
@@ -202,43 +204,55 @@ class KubeClient:
         self, namespace: str, *, services: bool = False, httproutes: bool = False
     ) -> NamespaceSnapshot:
         """Every Deployment with its ReplicaSets (and, if asked, Services and HTTPRoutes) of a
-        namespace, in one LIST each.
+        namespace, in one LIST each (of `LIST_PAGE` items a page).
 
         A tick reads this once per namespace instead of a GET and a LIST per rollout and per
-        object a strategy needs, so the calls a tick makes do not grow with its rollouts.
+        object a strategy needs, so the calls a tick makes grow only by a page per
+        `LIST_PAGE` objects, not with each rollout. Each page becomes snapshots before the next
+        is read, so only one page of raw JSON is held at a time: at 1,000 Deployments the
+        whole listings, parsed, were the largest part of a tick's memory.
         """
         deployments = self._list(
-            lambda: self._apps.list_namespaced_deployment(
-                namespace, _preload_content=False, _request_timeout=self._timeout
-            )
+            lambda token: self._apps.list_namespaced_deployment(
+                namespace,
+                limit=LIST_PAGE,
+                _continue=token,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            lambda raw: (raw["metadata"]["uid"], _deployment_snapshot(raw, [])),
         )
         replica_sets = self._list(
-            lambda: self._apps.list_namespaced_replica_set(
-                namespace, _preload_content=False, _request_timeout=self._timeout
-            )
+            lambda token: self._apps.list_namespaced_replica_set(
+                namespace,
+                limit=LIST_PAGE,
+                _continue=token,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            lambda raw: (_owners(raw), _replica_set_snapshot(raw)),
         )
-        by_owner: dict[str, list[dict[str, Any]]] = {}
-        for rs in replica_sets:
-            for owner in _owners(rs):
-                by_owner.setdefault(owner.get("uid", ""), []).append(rs)
+        owned: dict[str, list[ReplicaSetSnapshot]] = {
+            uid: deployment.replica_sets for uid, deployment in deployments
+        }
+        for owners, replica_set in replica_sets:
+            for owner in owners:
+                owned.get(owner.get("uid", ""), []).append(replica_set)
         snapshot = NamespaceSnapshot(
-            namespace=namespace,
-            deployments={
-                raw["metadata"]["name"]: _deployment_snapshot(
-                    raw, by_owner.get(raw["metadata"]["uid"], [])
-                )
-                for raw in deployments
-            },
+            namespace=namespace, deployments={d.name: d for _, d in deployments}
         )
         if services:
             listed = self._list(
-                lambda: self._core.list_namespaced_service(
-                    namespace, _preload_content=False, _request_timeout=self._timeout
-                )
+                lambda token: self._core.list_namespaced_service(
+                    namespace,
+                    limit=LIST_PAGE,
+                    _continue=token,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+                cl.service_snapshot,
             )
-            snapshot.services.update(
-                {s["metadata"]["name"]: cl.service_snapshot(s) for s in listed}
-            )
+            snapshot.services.update({s.name: s for s in listed})
         if httproutes:
             snapshot.httproutes.update(
                 {r["metadata"]["name"]: cl.route_snapshot(r) for r in self._list_routes(namespace)}
@@ -426,9 +440,29 @@ class KubeClient:
         items: list[dict[str, Any]] = listed.get("items") or []
         return items
 
-    def _list(self, call: Callable[[], Any]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._json(call).get("items") or []
-        return items
+    def _list(
+        self, call: Callable[[str | None], Any], convert: Callable[[dict[str, Any]], T]
+    ) -> list[T]:
+        """Every item of a LIST, a page at a time, each converted as its page arrives.
+
+        The pages are one consistent list (the server serves them all at the first page's
+        resourceVersion). When the server no longer holds that version (410 Expired, after a
+        compaction), the list starts again from the first page, as client-go's pager does.
+        """
+        for attempt in range(self._retries + 1):
+            converted: list[T] = []
+            token: str | None = None
+            try:
+                while True:
+                    page = self._json(lambda token=token: call(token))  # type: ignore[misc]
+                    converted.extend(convert(item) for item in page.get("items") or [])
+                    token = (page.get("metadata") or {}).get("continue") or None
+                    if token is None:
+                        return converted
+            except KubeError as exc:
+                if exc.status != 410 or token is None or attempt == self._retries:
+                    raise
+        raise AssertionError("unreachable")
 
     def _ignore_404(self, call: Callable[[], Any]) -> None:
         try:

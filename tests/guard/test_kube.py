@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from guard.config import KubernetesConfig
 from guard.kube import KubeClient, KubeError
 from guard.sim.kubeapi import KubeApiSimulator
+from guard.sim.kubeapi.paging import KEPT_LISTS
 from guard.sim.kubeapi.recording import RequestRecord
 
 NS = "shop"
+PAGED = "fleet"
+REPLICA_SETS = f"/apis/apps/v1/namespaces/{PAGED}/replicasets"
 DEPLOYMENT_PATH = rf"/namespaces/{NS}/deployments/web$"
 
 
@@ -165,3 +170,74 @@ def test_creating_what_exists_updates_it_without_retrying_the_create(
     assert _statuses(sim, "POST", "/deployments") == [409]
     assert _statuses(sim, "PATCH", "/deployments/web") == [200]
     assert _image(sim) == "shop/web:4"
+
+
+@pytest.fixture(scope="module")
+def fleet(sim: KubeApiSimulator) -> list[str]:
+    """Five available Deployments in a namespace of their own, each with its ReplicaSet."""
+    names = [f"app-{i}" for i in range(5)]
+    for name in names:
+        deployment = _deployment(name)
+        sim.apply({**deployment, "metadata": {**deployment["metadata"], "namespace": PAGED}})
+    deadline = time.monotonic() + 10
+    while not all(_settled(d) for d in sim.list("apps/v1", "Deployment", PAGED)):
+        assert time.monotonic() < deadline, "the Deployments never became available"
+        time.sleep(0.02)
+    return names
+
+
+def _settled(deployment: dict[str, Any]) -> bool:
+    """Available, and its status will not change again."""
+    status = deployment.get("status", {})
+    reasons = {c["type"]: c.get("reason") for c in status.get("conditions", [])}
+    return (
+        status.get("availableReplicas") == 1
+        and reasons.get("Progressing") == "NewReplicaSetAvailable"
+    )
+
+
+def _list_requests(sim: KubeApiSimulator, resource: str) -> int:
+    return sum(1 for r in sim.requests_log if r.verb == "list" and r.resource == resource)
+
+
+def test_a_namespace_is_read_a_page_at_a_time_into_the_same_snapshot(
+    sim: KubeApiSimulator, kube: KubeClient, fleet: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = kube.read_namespace(PAGED, services=True)
+    sim.clear_requests_log()
+    monkeypatch.setattr("guard.kube.LIST_PAGE", 2)
+
+    paged = kube.read_namespace(PAGED, services=True)
+
+    assert paged == whole and sorted(paged.deployments) == fleet
+    assert all(d.current_replica_set is not None for d in paged.deployments.values())
+    assert _list_requests(sim, "deployments") == _list_requests(sim, "replicasets") == 3
+
+
+def test_a_list_whose_pages_expired_is_read_again_from_the_start(
+    sim: KubeApiSimulator, kube: KubeClient, fleet: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = kube.read_namespace(PAGED)
+    monkeypatch.setattr("guard.kube.LIST_PAGE", 2)
+    listing = kube._apps.list_namespaced_replica_set
+    expired: list[str] = []
+
+    def compacted_after_the_first_page(namespace: str, **kwargs: Any) -> Any:
+        """Other clients start enough lists that the server forgets this one (once)."""
+        if kwargs.get("_continue") and not expired:
+            for i in range(KEPT_LISTS):
+                params = {"limit": 1, "labelSelector": f"other notin (x{i})"}
+                httpx.get(f"{sim.base_url}{REPLICA_SETS}", params=params).raise_for_status()
+            expired.append(kwargs["_continue"])
+        return listing(namespace, **kwargs)
+
+    monkeypatch.setattr(kube._apps, "list_namespaced_replica_set", compacted_after_the_first_page)
+    sim.clear_requests_log()
+
+    assert kube.read_namespace(PAGED) == whole
+    guards = [
+        r.status
+        for r in sim.requests_log
+        if r.resource == "replicasets" and not r.user_agent.startswith("python-httpx")
+    ]
+    assert guards == [200, 410, 200, 200, 200]  # first page, its expired continuation, anew

@@ -6,12 +6,14 @@ query_vector (the batched queries) retries an unreachable Prometheus with backof
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import orjson
 import pytest
 
 from guard.prometheus import PrometheusClient, QueryStatus, VectorResult
@@ -187,3 +189,52 @@ def test_on_error_callback_sees_query_errors_too() -> None:
     errors: list[QueryStatus] = []
     run_vector(lambda request: httpx.Response(422, json=body), on_error=errors.append)
     assert errors == [QueryStatus.QUERY_ERROR]
+
+
+# --- large answers, parsed a chunk of series at a time ---------------------------------------
+
+ODD_LABEL = 'a ,{"metric": in a value, and ünïcode'
+
+
+def large_vector(dumps: Callable[[Any], bytes]) -> tuple[Handler, tuple[Any, ...]]:
+    """Ten series (one NaN, one whose label holds the separator's text) and a warning."""
+    series = [
+        {"metric": {"pod": f"p-{i}", "note": ODD_LABEL if i == 4 else ""}, "value": [1.5, v]}
+        for i, v in enumerate(["1", "2", "NaN", "4", "5", "6", "7", "8", "9", "10"])
+    ]
+    body = {
+        "status": "success",
+        "data": {"resultType": "vector", "result": series},
+        "warnings": ["some series were dropped"],
+    }
+    content = dumps(body)
+    expected = tuple((s["metric"], float(s["value"][1])) for i, s in enumerate(series) if i != 2)
+    return (lambda request: httpx.Response(200, content=content)), expected
+
+
+@pytest.mark.parametrize(
+    ("written_as", "dumps", "parses"),
+    [
+        ("compactly, as Prometheus writes", orjson.dumps, 4),
+        ("with spaces", lambda body: json.dumps(body).encode(), 1),
+    ],
+)
+def test_a_large_vector_gives_the_same_series_however_it_is_parsed(
+    monkeypatch: pytest.MonkeyPatch, written_as: str, dumps: Callable[[Any], bytes], parses: int
+) -> None:
+    monkeypatch.setattr("guard.prometheus.SERIES_PER_PARSE", 3)
+    loads = orjson.loads
+    calls: list[int] = []
+
+    def counted(data: bytes) -> Any:
+        calls.append(len(data))
+        return loads(data)
+
+    monkeypatch.setattr("guard.prometheus.orjson.loads", counted)
+    handler, expected = large_vector(dumps)
+
+    result, _, _ = run_vector(handler)
+
+    assert result.status is QueryStatus.OK, written_as
+    assert result.series == expected
+    assert len(calls) == parses  # compact: first, last and two middle chunks of 3 series

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from guard.sim.kubeapi import discovery, errors, resources
 from guard.sim.kubeapi.errors import ApiError
+from guard.sim.kubeapi.paging import Pager
 from guard.sim.kubeapi.recording import Recorder, RequestRecord
 from guard.sim.kubeapi.resources import ResourceType
 from guard.sim.kubeapi.store import Store
@@ -71,22 +72,11 @@ def _verb(method: str, target: Target | None, watch: bool) -> str:
     return "deletecollection" if method == "DELETE" else _VERBS.get(method, method.lower())
 
 
-def _list_body(rt: ResourceType, items: list[JSON], rv: str, limit: int, start: int) -> JSON:
-    meta: JSON = {"resourceVersion": rv}
-    page = items[start : start + limit] if limit > 0 else items[start:]
-    if limit > 0 and start + limit < len(items):
-        meta["continue"] = str(start + limit)
-        meta["remainingItemCount"] = len(items) - start - limit
-    for item in page:  # list items carry no kind/apiVersion on a real API server
-        item.pop("kind", None)
-        item.pop("apiVersion", None)
-    return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": page}
-
-
 class Handler:
     def __init__(self, store: Store, recorder: Recorder) -> None:
         self.store = store
         self.recorder = recorder
+        self.pager = Pager()
 
     async def __call__(self, request: Request) -> Response:
         method, path, query = request.method, request.url.path, request.query_params
@@ -157,12 +147,7 @@ class Handler:
                 "watch is not supported by the Deploy Guard simulator; poll with list"
             )
         if verb == "list":
-            items, rv = self.store.list(
-                rt, target.namespace, q.get("labelSelector"), q.get("fieldSelector")
-            )
-            start = int(q["continue"]) if q.get("continue", "").isdigit() else 0
-            limit = int(q["limit"]) if q.get("limit", "").isdigit() else 0
-            return JSONResponse(_list_body(rt, items, rv, limit, start))
+            return JSONResponse(self._list(rt, target.namespace, q))
         if verb == "create":
             return JSONResponse(self.store.create(rt, ns, await self._body(request), dry_run), 201)
         name = target.name or ""
@@ -191,6 +176,19 @@ class Handler:
                 options = {**(options or {}), "dryRun": ["All"]}
             return JSONResponse(self.store.delete(rt, ns, name, options))
         raise errors.method_not_allowed()
+
+    def _list(self, rt: ResourceType, namespace: str | None, q: Any) -> JSON:
+        labels, fields = q.get("labelSelector"), q.get("fieldSelector")
+        key = (rt.plural, namespace, labels, fields)
+        limit = int(q["limit"]) if q.get("limit", "").isdigit() else 0
+        filtered = bool(labels or fields)
+        token = q.get("continue")
+        if token:
+            page = self.pager.next(key, token, limit, filtered)
+        else:
+            items, rv = self.store.list(rt, namespace, labels, fields)
+            page = self.pager.first(key, items, rv, limit, filtered)
+        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, **page}
 
     def _non_resource(self, request: Request) -> Response:
         path = request.url.path.rstrip("/") or "/"
