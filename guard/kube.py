@@ -213,23 +213,13 @@ class KubeClient:
         whole listings, parsed, were the largest part of a tick's memory.
         """
         deployments = self._list(
-            lambda token: self._apps.list_namespaced_deployment(
-                namespace,
-                limit=LIST_PAGE,
-                _continue=token,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            ),
+            self._apps.list_namespaced_deployment,
+            namespace,
             lambda raw: (raw["metadata"]["uid"], _deployment_snapshot(raw, [])),
         )
         replica_sets = self._list(
-            lambda token: self._apps.list_namespaced_replica_set(
-                namespace,
-                limit=LIST_PAGE,
-                _continue=token,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            ),
+            self._apps.list_namespaced_replica_set,
+            namespace,
             lambda raw: (_owners(raw), _replica_set_snapshot(raw)),
         )
         owned: dict[str, list[ReplicaSetSnapshot]] = {
@@ -243,13 +233,8 @@ class KubeClient:
         )
         if services:
             listed = self._list(
-                lambda token: self._core.list_namespaced_service(
-                    namespace,
-                    limit=LIST_PAGE,
-                    _continue=token,
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
+                self._core.list_namespaced_service,
+                namespace,
                 cl.service_snapshot,
             )
             snapshot.services.update({s.name: s for s in listed})
@@ -441,9 +426,13 @@ class KubeClient:
         return items
 
     def _list(
-        self, call: Callable[[str | None], Any], convert: Callable[[dict[str, Any]], T]
+        self,
+        list_namespaced: Callable[..., Any],
+        namespace: str,
+        convert: Callable[[dict[str, Any]], T],
     ) -> list[T]:
-        """Every item of a LIST, a page at a time, each converted as its page arrives.
+        """Every item of a namespace's LIST, `LIST_PAGE` items a page, each converted as its
+        page arrives.
 
         The pages are one consistent list (the server serves them all at the first page's
         resourceVersion). When the server no longer holds that version (410 Expired, after a
@@ -454,7 +443,15 @@ class KubeClient:
             token: str | None = None
             try:
                 while True:
-                    page = self._json(lambda token=token: call(token))  # type: ignore[misc]
+                    page = self._json(
+                        lambda token=token: list_namespaced(  # type: ignore[misc]
+                            namespace,
+                            limit=LIST_PAGE,
+                            _continue=token,
+                            _preload_content=False,
+                            _request_timeout=self._timeout,
+                        )
+                    )
                     converted.extend(convert(item) for item in page.get("items") or [])
                     token = (page.get("metadata") or {}).get("continue") or None
                     if token is None:
