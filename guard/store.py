@@ -56,7 +56,6 @@ from guard import audit as audit_log
 from guard import outbox as alert_outbox
 from guard.db import Base, UtcDateTime, dumps_json, engine_url, insert_rows, loads_json
 from guard.models import (
-    TERMINAL_STATES,
     ControlCommand,
     Decision,
     RolloutRequest,
@@ -826,7 +825,9 @@ def _lease(row: Any) -> dict[str, Any] | None:
 
 
 def _unfinished() -> Any:
-    return RolloutRow.state.not_in([s.value for s in TERMINAL_STATES])
+    """The four unfinished states named, not "not one of the five terminal ones": the state
+    index then finds them, where a NOT IN scanned every rollout ever stored, twice a tick."""
+    return RolloutRow.state.in_([s.value for s in RolloutState if not s.terminal])
 
 
 # The statements of a hand-off and of a rollout's view, built once: building one cost more

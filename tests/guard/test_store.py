@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from guard.db import engine_url
 from guard.models import (
@@ -502,6 +504,34 @@ def test_finished_rollouts_are_not_claimed(store: Store) -> None:
         view.id, Transition(RolloutState.PROMOTED, "promoted", {}), analysed_at=None, now=T0
     )
     assert store.claim("r1", 15, T0) == []
+
+
+def test_a_tick_finds_unfinished_rollouts_without_reading_every_finished_one(
+    tmp_path: Path,
+) -> None:
+    """The store keeps every rollout ever run; a tick must not scan them all to find the few
+    still running (it did, twice a tick, with a NOT IN on the terminal states)."""
+    store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    statements: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM rollouts" in statement:
+            statements.append(statement)
+
+    [claimed] = store.claim("r1", 15, T0)
+    store.active()
+    event.remove(store.engine, "before_cursor_execute", record)
+
+    assert claimed.id == view.id and statements
+    with store.engine.connect() as connection:
+        for statement in statements:
+            values = ["x"] * statement.count("?")
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", tuple(values))
+            steps = [str(row[3]) for row in plan]
+            assert not [s for s in steps if s.startswith("SCAN rollouts")], (statement, steps)
+    store.close()
 
 
 def test_a_superseded_rollout_blocks_its_successor_whoever_holds_it(shared: Store) -> None:
