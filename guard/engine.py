@@ -36,7 +36,6 @@ from guard.store import (
     ActiveRollout,
     Applied,
     LeaseLost,
-    Leases,
     Store,
     new_replica_id,
     read_store,
@@ -51,7 +50,6 @@ Step = tuple[ActiveRollout, Transition, datetime | None]  # a transition, when i
 # Rollouts per store call of a tick: a hand-off waits for one batch (for its commit, or on a
 # local SQLite file for the event loop) at most, not for a whole tick's.
 STORE_BATCH = 100
-LEASE_TURNS = 20  # a tick takes up to 2,000 new rollouts; a burst beyond waits a tick
 
 ALLOWED_ACTIONS = frozenset(
     {
@@ -114,7 +112,13 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
-            leases = await self._lease()
+            leases = await write_store(
+                self.store,
+                self.store.lease,
+                self.replica_id,
+                self.config.store.lease_seconds,
+                self.clock(),
+            )
             leased = list(leases.fencing_tokens)
             active: list[ActiveRollout] = []
             for start in range(0, len(leased), STORE_BATCH):
@@ -157,25 +161,6 @@ class Engine:
             await self._decide(decided)
             self.metrics.kubernetes_calls_last_tick.set(self.kube.calls - calls_before)
             self.metrics.tick_duration.observe(time.perf_counter() - started)
-
-    async def _lease(self) -> Leases:
-        """This tick's leases, taken or renewed `STORE_BATCH` at a time (a few turns at most;
-        what is left waits for the next tick)."""
-        fencing_tokens: dict[str, int] = {}
-        for _ in range(LEASE_TURNS):
-            leases = await write_store(
-                self.store,
-                self.store.lease,
-                self.replica_id,
-                self.config.store.lease_seconds,
-                self.clock(),
-                most_writes=STORE_BATCH,
-            )
-            fencing_tokens.update(leases.fencing_tokens)
-            if not leases.more:
-                break
-            await asyncio.sleep(0)  # requests are served between batches
-        return Leases(self.replica_id, fencing_tokens)
 
     async def reconfigure(self, config: GuardConfig) -> None:
         """Swap the whole config between ticks (never during one), so a tick sees one config."""

@@ -179,7 +179,6 @@ class Leases:
 
     replica_id: str
     fencing_tokens: dict[str, int]
-    more: bool = False  # leases left to take or renew, past `most_writes`
 
 
 def new_replica_id() -> str:
@@ -417,14 +416,8 @@ class Store:
         leases = self.lease(replica_id, lease_seconds, now)
         return self.leased(leases, list(leases.fencing_tokens))
 
-    def lease(
-        self, replica_id: str, lease_seconds: float, now: datetime, *, most_writes: int = 0
-    ) -> Leases:
+    def lease(self, replica_id: str, lease_seconds: float, now: datetime) -> Leases:
         """Lease this replica's rollouts for `lease_seconds`; each with the fencing token it holds.
-
-        With `most_writes`, at most that many leases are taken or renewed, the rest are left
-        for another call (`Leases.more`): a burst of new rollouts then holds the writer lock in
-        short turns, as a tick's other writes do.
 
         In one transaction: renew the leases it holds once half of one has run, take over those
         whose lease expired (the owner died or stalled; the fencing token goes up) and take
@@ -474,32 +467,23 @@ class Store:
                 .with_for_update(skip_locked=True)
             ).all()
             mine = sum(1 for row in candidates if row.lease_owner == replica_id)
-            # A held lease is renewed once half of it has run, not every tick: rewriting every
-            # unfinished row each tick was most of a claim's time under the writer lock.
-            half_left = now + timedelta(seconds=lease_seconds / 2)
             taken: list[Any] = []
-            renewed: list[str] = []
-            acquired: list[Any] = []
-            more = False
             for row in candidates:
                 if row.lease_owner is None:
                     if mine >= share:
                         continue
                     mine += 1
-                held = row.lease_owner == replica_id
-                renew = held and (row.lease_expires_at is None or row.lease_expires_at <= half_left)
-                if (
-                    (renew or not held)
-                    and most_writes
-                    and len(renewed) + len(acquired) >= most_writes
-                ):
-                    more = True
-                    continue
                 taken.append(row)
-                if renew:
-                    renewed.append(row.id)
-                elif not held:
-                    acquired.append(row)
+            # A held lease is renewed once half of it has run, not every tick: rewriting every
+            # unfinished row each tick was most of a claim's time under the writer lock.
+            half_left = now + timedelta(seconds=lease_seconds / 2)
+            renewed = [
+                row.id
+                for row in taken
+                if row.lease_owner == replica_id
+                and (row.lease_expires_at is None or row.lease_expires_at <= half_left)
+            ]
+            acquired = [row for row in taken if row.lease_owner != replica_id]
             session.add_all(
                 EventRow(
                     rollout_id=row.id,
@@ -523,9 +507,9 @@ class Store:
             )
             acquired_ids = {row.id for row in acquired}
             fences = {row.id: (row.fencing_token or 0) + (row.id in acquired_ids) for row in taken}
-        if not more:  # the rollouts this replica drives now; the requests of the rest may go
-            self._requests = {k: v for k, v in self._requests.items() if k in fences}
-        return Leases(replica_id, fences, more)
+        # The rollouts this replica drives now; the requests of the rest may go.
+        self._requests = {k: v for k, v in self._requests.items() if k in fences}
+        return Leases(replica_id, fences)
 
     def leased(self, leases: Leases, ids: Sequence[str]) -> list[ActiveRollout]:
         """These leased rollouts, as the engine takes them.

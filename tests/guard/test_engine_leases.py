@@ -41,10 +41,8 @@ class RecordingKube:
 class StolenAfterClaim(Store):
     """Another replica takes every lease right after this one claimed (as after a long stall)."""
 
-    def lease(
-        self, replica_id: str, lease_seconds: float, now: datetime, *, most_writes: int = 0
-    ) -> Leases:
-        mine = super().lease(replica_id, lease_seconds, now, most_writes=most_writes)
+    def lease(self, replica_id: str, lease_seconds: float, now: datetime) -> Leases:
+        mine = super().lease(replica_id, lease_seconds, now)
         super().lease("thief", lease_seconds, now + timedelta(seconds=lease_seconds + 1))
         return mine
 

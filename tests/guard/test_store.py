@@ -506,23 +506,6 @@ def test_finished_rollouts_are_not_claimed(store: Store) -> None:
     assert store.claim("r1", 15, T0) == []
 
 
-def test_a_burst_of_new_rollouts_is_leased_a_few_writes_at_a_time(store: Store) -> None:
-    ids = [
-        store.submit(request(name), idempotency_key=None, now=T0 + timedelta(seconds=i))[0].id
-        for i, name in enumerate(("a", "b", "c", "d", "e"))
-    ]
-    now = T0 + timedelta(seconds=5)
-
-    first = store.lease("r1", 15, now, most_writes=2)
-    second = store.lease("r1", 15, now, most_writes=2)
-    third = store.lease("r1", 15, now, most_writes=2)
-
-    assert list(first.fencing_tokens) == ids[:2] and first.more
-    assert list(second.fencing_tokens) == ids[:4] and second.more  # held ones need no write
-    assert third.fencing_tokens == dict.fromkeys(ids, 1) and not third.more
-    assert [r.fence for r in store.leased(third, ids)] == [Fence("r1", 1)] * 5
-
-
 def test_a_tick_finds_unfinished_rollouts_without_reading_every_finished_one(
     tmp_path: Path,
 ) -> None:
