@@ -362,7 +362,8 @@ class Engine:
         return replace(rollout, strategy_state=state)
 
     async def _decide(self, prepared: list[Prepared]) -> None:
-        """Every rollout's step (pure), committed in one transaction, then the actions."""
+        """Every rollout's step (pure), committed in transactions of `STORE_BATCH`, then the
+        actions."""
         decided_from = time.perf_counter()
         steps: list[Step] = []
         for p in prepared:
