@@ -388,29 +388,41 @@ class Engine:
         )
 
     async def _store_many(self, steps: list[Step]) -> list[Step]:
-        """Commit a tick's transitions together; if that fails, one by one, so a rollout whose
-        write fails cannot hold back the others. Returns the ones committed."""
-        if len(steps) > STORE_BATCH:
-            stored = []
-            for start in range(0, len(steps), STORE_BATCH):
-                await asyncio.sleep(0)  # requests are served between batches
-                stored += await self._store_many(steps[start : start + STORE_BATCH])
-            return stored
-        if not steps:
-            return []
+        """Commit a tick's transitions (see `_commit_batches`); a rollout whose write fails
+        alone is failed here, or, when it is the only one, its error raised. Returns the ones
+        committed."""
+        outcomes = await self._commit_batches(steps)
+        if len(steps) == 1 and outcomes[0] is not None:
+            raise outcomes[0]
+        stored = []
+        for step, error in zip(steps, outcomes, strict=True):
+            if error is None:
+                stored.append(step)
+            else:
+                await self._failed(step[0], error)
+        return stored
+
+    async def _commit_batches(self, steps: list[Step]) -> list[Exception | None]:
+        """Commit in transactions of `STORE_BATCH` rollouts, yielding to the event loop between
+        them; when one fails, each of its rollouts is tried alone, so a rollout whose write
+        fails cannot hold back the others. Each step's error, or None."""
+        outcomes: list[Exception | None] = []
+        for start in range(0, len(steps), STORE_BATCH):
+            await asyncio.sleep(0)  # requests are served between batches
+            batch = steps[start : start + STORE_BATCH]
+            try:
+                await self._commit(batch)
+                outcomes += [None] * len(batch)
+            except Exception as exc:
+                outcomes += [exc] if len(batch) == 1 else [await self._alone(s) for s in batch]
+        return outcomes
+
+    async def _alone(self, step: Step) -> Exception | None:
         try:
-            await self._commit(steps)
-        except Exception:
-            if len(steps) == 1:
-                raise
-            stored = []
-            for step in steps:
-                try:
-                    stored += await self._store_many([step])
-                except Exception as exc:
-                    await self._failed(step[0], exc)
-            return stored
-        return steps
+            await self._commit([step])
+        except Exception as exc:
+            return exc
+        return None
 
     async def _commit(self, steps: list[Step]) -> None:
         """One transaction for these transitions and their alerts, then their metrics."""
@@ -455,28 +467,14 @@ class Engine:
     async def _store_unstored(self) -> None:
         await asyncio.sleep(0)  # the rollouts ready now add their writes first
         unstored, self._unstored = self._unstored, []
-        for start in range(0, len(unstored), STORE_BATCH):
-            await asyncio.sleep(0)  # requests are served between batches
-            batch = unstored[start : start + STORE_BATCH]
-            try:
-                await self._commit([step for step, _ in batch])
-                outcomes: list[Exception | None] = [None] * len(batch)
-            except Exception:
-                outcomes = [await self._commit_alone(step) for step, _ in batch]
-            for (_, future), error in zip(batch, outcomes, strict=True):
-                if future.done():  # its caller was cancelled
-                    continue
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
-
-    async def _commit_alone(self, step: Step) -> Exception | None:
-        try:
-            await self._commit([step])
-        except Exception as exc:
-            return exc
-        return None
+        outcomes = await self._commit_batches([step for step, _ in unstored])
+        for (_, future), error in zip(unstored, outcomes, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     async def _give_up(self, rollout: ActiveRollout, message: str) -> None:
         """Kubernetes refused a change for good (403, 404, 422), or kept failing too long: fail
