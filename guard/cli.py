@@ -59,6 +59,9 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every request URL at INFO, credentials in a Prometheus URL included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # APScheduler logs two lines per job run at INFO: six a second, saying nothing; its warnings
+    # (a tick skipped because the last still runs) and job errors stay.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     application = create_app(settings, config_path=config)
     heap.settle()
     uvicorn.run(
@@ -66,6 +69,7 @@ def serve(
         host=host or settings.server.host,
         port=port if port is not None else settings.server.port,
         log_level="info",
+        access_log=settings.server.access_log,
     )
 
 

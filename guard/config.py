@@ -220,6 +220,11 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(
         default=65536, ge=1024, le=16 * 2**20, description="Larger request bodies get 413"
     )
+    access_log: bool = Field(
+        default=False,
+        description="One log line per HTTP request. Off by default: pipelines poll every few "
+        "seconds, the audit log records every change, and the line cost a tenth of a request's CPU",
+    )
 
 
 TOKEN_NAME = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
@@ -265,8 +270,8 @@ class StoreConfig(_Strict):
 
     SQLite (the default, a file in data_dir) serves one replica. For several replicas point
     them all at one PostgreSQL database, e.g. `postgresql://guard:secret@db:5432/guard`
-    (psycopg 3): each unfinished rollout is then leased to one replica, renewed every tick, and
-    taken over by another within `lease_seconds` of its owner dying.
+    (psycopg 3): each unfinished rollout is then leased to one replica, renewed once half the
+    lease has run, and taken over by another at most `lease_seconds` after its owner died.
     """
 
     url: str | None = Field(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import yaml
 
 from guard.sim.guard_process import GuardProcess
 from guard.sim.stack import SimulatedStack
@@ -129,3 +132,25 @@ def test_cli_deploy_wait_exit_codes(guard: GuardProcess) -> None:
     assert rolled_back.returncode == 1, rolled_back.stdout + rolled_back.stderr
     assert "rolled_back" in rolled_back.stdout
     assert "decision rollback" in rolled_back.stdout
+
+
+def test_requests_are_logged_only_with_server_access_log(
+    stack: SimulatedStack, guard: GuardProcess, tmp_path: Path
+) -> None:
+    """Pipelines poll every few seconds: one line a request would bury the guard's own log."""
+    with guard.client() as client:
+        assert client.get("/v1/rollouts").status_code == 200
+    guard.stop()
+    quiet = guard.log_path.read_text(errors="replace")
+    assert "GET /v1/rollouts" not in quiet
+    assert "apscheduler" not in quiet  # two lines a job run, six a second
+
+    config = yaml.safe_load(guard.config_path.read_text(encoding="utf-8"))
+    config["server"] = {"access_log": True}
+    logged_config = tmp_path / "logged.yaml"
+    logged_config.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with GuardProcess(logged_config, tmp_path / "logged.log") as logged:
+        with logged.client() as client:
+            assert client.get("/v1/rollouts").status_code == 200
+        logged.stop()
+        assert '"GET /v1/rollouts HTTP/1.1" 200' in logged.log_path.read_text(errors="replace")
