@@ -23,6 +23,7 @@ import httpx
 from alerts.events import Change, derive_events
 from analyzers.base import Observation
 from guard.cluster import ClusterNeeds, ClusterSnapshot
+from guard.coalesce import Coalescer
 from guard.config import AnalysisConfig, GuardConfig
 from guard.kube import DeploymentSnapshot, KubeClient, KubeError, NamespaceSnapshot
 from guard.measure import Measurer, MeasureRequest
@@ -104,7 +105,7 @@ class Engine:
         self.clock = clock
         self._lock = asyncio.Lock()
         self._kube_failing_since: dict[str, datetime] = {}
-        self._unstored: list[tuple[Step, asyncio.Future[None]]] = []
+        self._coalesced_store: Coalescer[Step, None] = Coalescer(self._commit_batches)
 
     async def tick(self) -> None:
         """Advance all active rollouts; one failing rollout never stops the others."""
@@ -458,23 +459,7 @@ class Engine:
         gates together; their writes then share one transaction, as the tick's decisions do,
         instead of a transaction each. Each caller still gets its own write's error.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._unstored.append(((rollout, transition, analysed_at), future))
-        if len(self._unstored) == 1:
-            asyncio.get_running_loop().create_task(self._store_unstored())
-        await future
-
-    async def _store_unstored(self) -> None:
-        await asyncio.sleep(0)  # the rollouts ready now add their writes first
-        unstored, self._unstored = self._unstored, []
-        outcomes = await self._commit_batches([step for step, _ in unstored])
-        for (_, future), error in zip(unstored, outcomes, strict=True):
-            if future.done():  # its caller was cancelled
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+        await self._coalesced_store((rollout, transition, analysed_at))
 
     async def _give_up(self, rollout: ActiveRollout, message: str) -> None:
         """Kubernetes refused a change for good (403, 404, 422), or kept failing too long: fail

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import Request
 
 from guard.config import GuardConfig
 from guard.engine import Engine
+from guard.handoff import Handoffs
 from guard.metrics import GuardMetrics
 from guard.store import Store
 
@@ -22,6 +23,10 @@ class Services:
     engine: Engine
     metrics: GuardMetrics
     scheduler: AsyncIOScheduler
+    handoffs: Handoffs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.handoffs = Handoffs(self.store)
 
 
 async def get_services(request: Request) -> Services:

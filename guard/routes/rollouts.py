@@ -10,9 +10,9 @@ refusal from becoming a probe if scopes are ever split. An `operate` token contr
 rollout. Scopes are checked before any lookup, so 403 never depends on what exists.
 
 The handlers are async and hand only the store's call to the thread pool, and a submission or
-a single rollout's read not even that on a local SQLite file (`guard.store.write_store`): FastAPI
-runs a sync handler in a thread and then validates its answer in another, two hops per request
-where none is needed.
+a single rollout's read not even that on a local SQLite file (`guard.store.read_store`,
+`guard.handoff`): FastAPI runs a sync handler in a thread and then validates its answer in
+another, two hops per request where none is needed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from guard.models import (
     Scope,
 )
 from guard.services import Services, get_services
-from guard.store import Conflict, NotFound, read_store, write_store
+from guard.store import Conflict, NotFound, Submission, read_store
 from strategies.registry import STRATEGIES
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], responses=ERRORS)
@@ -66,16 +66,17 @@ async def submit(
             }
         ]
         raise HTTPException(422, detail)
+    submission = Submission(
+        request,
+        idempotency_key,
+        utcnow(),
+        actor=principal.name,
+        may_supersede_others=principal.can(Scope.OPERATE),
+        leased_to=services.engine.replica_id,
+        lease_seconds=services.config.store.lease_seconds,
+    )
     try:
-        view, created = await write_store(
-            services.store,
-            services.store.submit,
-            request,
-            idempotency_key=idempotency_key,
-            now=utcnow(),
-            actor=principal.name,
-            may_supersede_others=principal.can(Scope.OPERATE),
-        )
+        view, created = await services.handoffs.submit(submission)
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from exc
     if not created:
