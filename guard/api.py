@@ -19,6 +19,7 @@ from guard.auth import Authentication, TokenBook
 from guard.body_limit import BodyLimit
 from guard.config import GuardConfig
 from guard.engine import Engine, utcnow
+from guard.inflight import CountInFlight, InFlight
 from guard.kube import KubeClient
 from guard.metrics import GuardMetrics
 from guard.prometheus import PrometheusClient
@@ -39,6 +40,7 @@ def create_app(
     With `config_path`, the file is reloaded when it changes or on SIGHUP (see guard.reload).
     """
     tokens = TokenBook.from_config(config.auth)
+    in_flight = InFlight()
     if not len(tokens):
         log.warning(
             "auth: no API tokens configured; every API call will answer 401. "
@@ -59,7 +61,9 @@ def create_app(
             timeout_seconds=config.prometheus.timeout_seconds,
             on_error=lambda status: metrics.query_errors.labels(kind=status.value).inc(),
         )
-        engine = Engine(config, store, KubeClient(config.kubernetes), prometheus, metrics)
+        engine = Engine(
+            config, store, KubeClient(config.kubernetes), prometheus, metrics, in_flight=in_flight
+        )
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
             engine.tick,
@@ -107,7 +111,8 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
-    app.add_middleware(Authentication)  # added last: runs first
+    app.add_middleware(Authentication)
+    app.add_middleware(CountInFlight, in_flight=in_flight)  # added last: runs first
     return app
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from guard.config import GuardConfig, parse_config
 from guard.engine import STORE_BATCH, Engine
+from guard.inflight import InFlight
 from guard.kube import KubeClient, NamespaceSnapshot
 from guard.metrics import GuardMetrics
 from guard.models import RolloutRequest, RolloutState
@@ -64,11 +65,11 @@ def test_the_gates_of_a_burst_of_new_rollouts_share_transactions_of_a_bounded_si
     tmp_path: Path,
 ) -> None:
     store = CountingStore(f"sqlite:///{tmp_path / 'guard.db'}", failing=set())
-    ids = _submit(store, STORE_BATCH * 2 + 50)
+    ids = _submit(store, STORE_BATCH * 2 + STORE_BATCH // 2)
 
     asyncio.run(_engine(store).tick())
 
-    assert store.transactions == [STORE_BATCH, STORE_BATCH, 50]
+    assert store.transactions == [STORE_BATCH, STORE_BATCH, STORE_BATCH // 2]
     assert {store.get(i).state for i in ids} == {RolloutState.REFUSED}
 
 
@@ -86,3 +87,35 @@ def test_a_failing_write_in_a_shared_transaction_fails_only_its_own_rollout(
         states == [RolloutState.REFUSED] * 2 + [RolloutState.PENDING] + [RolloutState.REFUSED] * 2
     )
     assert store.transactions[0] == 5  # tried together first, then one by one
+
+
+class RecordingGaps(InFlight):
+    """Records how many rollouts' work had started by the end of each gap left for requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started_at_gaps: list[int] = []
+        self.begun = 0
+
+    async def gap(self) -> None:
+        await super().gap()
+        self.started_at_gaps.append(self.begun)
+
+
+def test_a_tick_starts_its_rollouts_work_in_waves_with_a_gap_for_requests_between(
+    tmp_path: Path,
+) -> None:
+    engine = _engine(Store(f"sqlite:///{tmp_path / 'guard.db'}"))
+    gaps = RecordingGaps()
+    engine.in_flight = gaps
+
+    async def work(index: int) -> int:
+        gaps.begun += 1
+        await asyncio.sleep(0)
+        return index
+
+    count = STORE_BATCH * 2 + 1
+    results = asyncio.run(engine._gather_in_waves(work(i) for i in range(count)))
+
+    assert results == list(range(count))
+    assert gaps.started_at_gaps == [STORE_BATCH, 2 * STORE_BATCH]

@@ -1,0 +1,62 @@
+"""Requests first: a tick's batches of work wait for a gap between API requests.
+
+A tick over hundreds of rollouts is hundreds of ms of work on the event loop the API shares.
+Given a turn of the loop after each batch, it still delayed every request by a batch or two,
+and a burst of new rollouts' work left a queue of requests behind it: at 500 hand-offs a second
+their p99 went from 20 to over 100 ms. A tick is counted in seconds and a request in
+milliseconds, so between batches a tick waits until no request is in flight, up to `MAX_WAIT`,
+so that it always progresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from guard.auth import ASGIApp, ASGIScope, Receive, Send
+
+MAX_WAIT = 0.02
+"""Longest a batch waits for a gap (seconds); a thousand rollouts' tick has about 80 batches."""
+
+
+class InFlight:
+    """How many HTTP requests this process is serving now."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._quiet = asyncio.Event()
+
+    def started(self) -> None:
+        self.count += 1
+        self._quiet.clear()
+
+    def finished(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self._quiet.set()
+
+    async def gap(self) -> None:
+        """Return at the next moment no request is in flight, or after `MAX_WAIT`."""
+        await asyncio.sleep(0)  # even when idle: requests just read get their turn
+        if not self.count:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._quiet.wait(), MAX_WAIT)
+
+
+class CountInFlight:
+    """ASGI middleware keeping `InFlight` up to date."""
+
+    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
+        self.app = app
+        self.in_flight = in_flight
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.in_flight.started()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight.finished()
