@@ -54,6 +54,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from alerts.base import AlertEvent
 from guard import audit as audit_log
 from guard import outbox as alert_outbox
+from guard.checkpoint import WalCheckpointer
 from guard.db import Base, UtcDateTime, dumps_json, engine_url, insert_rows, loads_json
 from guard.models import (
     ControlCommand,
@@ -257,6 +258,11 @@ class Store:
         )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._checkpointer: WalCheckpointer | None = None
+        if self._local_file:
+            event.listen(self.engine, "connect", _no_checkpoint_in_commits)
+            assert parsed.database is not None
+            self._checkpointer = WalCheckpointer(parsed.database, owner=self)
         Base.metadata.create_all(self.engine)
         _add_columns(self.engine)
         _add_indexes(self.engine)
@@ -272,6 +278,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def ping(self) -> bool:
         with self._session() as session:
@@ -1059,6 +1067,11 @@ def _audit_submit(
             reason=request.override_freeze,
             details={"service": row.service},
         )
+
+
+def _no_checkpoint_in_commits(connection: Any, _record: Any) -> None:
+    """A local file's WAL is checkpointed by `guard.checkpoint`, off the event loop."""
+    connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
