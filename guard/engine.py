@@ -26,7 +26,7 @@ from analyzers.base import Observation
 from guard.cluster import ClusterNeeds, ClusterSnapshot
 from guard.coalesce import Coalescer
 from guard.config import AnalysisConfig, GuardConfig
-from guard.inflight import InFlight
+from guard.inflight import MAX_WAIT, TICK_BUDGET, InFlight
 from guard.kube import DeploymentSnapshot, KubeClient, KubeError, NamespaceSnapshot
 from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
@@ -105,6 +105,7 @@ class Engine:
     ) -> None:
         self.replica_id = replica_id or new_replica_id()
         self.in_flight = in_flight or InFlight()  # the API's requests, which go first
+        self._gap_budget = TICK_BUDGET
         self.config = config
         self.store = store
         self.kube = kube
@@ -121,6 +122,7 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
+            self._gap_budget = TICK_BUDGET
             leases = await write_store(
                 self.store,
                 self.store.lease,
@@ -131,7 +133,7 @@ class Engine:
             leased = list(leases.fencing_tokens)
             active: list[ActiveRollout] = []
             for start in range(0, len(leased), STORE_BATCH):
-                await self.in_flight.gap()  # requests are served between batches
+                await self._gap()  # requests are served between batches
                 batch = leased[start : start + STORE_BATCH]
                 active += await read_store(self.store, self.store.leased, leases, batch)
             self.metrics.active_rollouts.set(len(active))
@@ -183,13 +185,17 @@ class Engine:
         try:
             for index, coroutine in enumerate(coroutines):
                 if index and index % STORE_BATCH == 0:
-                    await self.in_flight.gap()
+                    await self._gap()
                 started.append(asyncio.ensure_future(coroutine))
         except BaseException:  # cancelled between waves: so are those started
             for future in started:
                 future.cancel()
             raise
         return list(await asyncio.gather(*started))
+
+    async def _gap(self) -> None:
+        """Let the requests in flight finish first, within what is left of the tick's budget."""
+        self._gap_budget -= await self.in_flight.gap(min(MAX_WAIT, self._gap_budget))
 
     async def reconfigure(self, config: GuardConfig) -> None:
         """Swap the whole config between ticks (never during one), so a tick sees one config."""
@@ -437,7 +443,7 @@ class Engine:
         fails cannot hold back the others. Each step's error, or None."""
         outcomes: list[Exception | None] = []
         for start in range(0, len(steps), STORE_BATCH):
-            await self.in_flight.gap()  # requests are served between batches
+            await self._gap()  # requests are served between batches
             batch = steps[start : start + STORE_BATCH]
             try:
                 await self._commit(batch)

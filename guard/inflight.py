@@ -5,18 +5,22 @@ Given a turn of the loop after each batch, it still delayed every request by a b
 and a burst of new rollouts' work left a queue of requests behind it: at 500 hand-offs a second
 their p99 went from 20 to over 100 ms. A tick is counted in seconds and a request in
 milliseconds, so between batches a tick waits until no request is in flight, up to `MAX_WAIT`,
-so that it always progresses.
+so that it always progresses, and at most `TICK_BUDGET` a tick all told: a client sending its
+body slowly keeps a request in flight, and must not hold a thousand rollouts' tick up by seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from guard.auth import ASGIApp, ASGIScope, Receive, Send
 
 MAX_WAIT = 0.02
-"""Longest a batch waits for a gap (seconds); a thousand rollouts' tick has about 80 batches."""
+"""Longest a batch waits for a gap (seconds)."""
+TICK_BUDGET = 0.2
+"""Longest a tick waits for gaps all told (seconds); a thousand rollouts' tick has 160 batches."""
 
 
 class InFlight:
@@ -35,13 +39,16 @@ class InFlight:
         if not self.count:
             self._quiet.set()
 
-    async def gap(self) -> None:
-        """Return at the next moment no request is in flight, or after `MAX_WAIT`."""
+    async def gap(self, max_wait: float = MAX_WAIT) -> float:
+        """Return at the next moment no request is in flight, or after `max_wait`; the seconds
+        waited for it."""
         await asyncio.sleep(0)  # even when idle: requests just read get their turn
-        if not self.count:
-            return
+        if not self.count or max_wait <= 0:
+            return 0.0
+        started = time.monotonic()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._quiet.wait(), MAX_WAIT)
+            await asyncio.wait_for(self._quiet.wait(), max_wait)
+        return time.monotonic() - started
 
 
 class CountInFlight:
