@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -68,4 +69,33 @@ def test_the_middleware_counts_a_request_while_it_is_served() -> None:
     with TestClient(app) as client:
         assert client.get("/probe").status_code == 200
     assert seen == [1]
+    assert requests.count == 0
+
+
+def test_a_request_with_a_body_counts_once_its_body_has_arrived() -> None:
+    """A client sending its body slowly is not being served: ticks need not wait for it."""
+    requests = InFlight()
+    seen: list[int] = []
+    chunks: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"12345", "more_body": True},
+        {"type": "http.request", "body": b"67890", "more_body": False},
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(requests.count)
+        await receive()
+        seen.append(requests.count)
+        await receive()
+        seen.append(requests.count)
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0)
+
+    async def send(message: Any) -> None:
+        return None
+
+    scope = {"type": "http", "headers": [(b"content-length", b"10")]}
+    asyncio.run(CountInFlight(app, requests)(scope, receive, send))
+
+    assert seen == [0, 0, 1]
     assert requests.count == 0
