@@ -50,11 +50,10 @@ from strategies.registry import get_strategy
 log = logging.getLogger(__name__)
 
 Step = tuple[ActiveRollout, Transition, datetime | None]  # a transition, when it was analysed
-# Rollouts per store call of a tick: a hand-off waits for one batch (for its commit, or on a
-# local SQLite file for the event loop) at most, not for a whole tick's.
 STORE_BATCH = 25
-"""Rollouts per transaction, and per turn of the event loop when a tick starts their work: a
-tick yields to the API's requests between batches instead of holding the loop for all."""
+"""Rollouts per store call of a tick, and per wave when it starts their work: between batches
+the API's requests go first (`guard.inflight`), so a hand-off waits for one batch at most, not
+for a whole tick's."""
 
 T = TypeVar("T")
 
