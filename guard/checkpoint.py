@@ -46,7 +46,8 @@ class WalCheckpointer:
 
     def _checkpoint(self, mode: str) -> None:
         try:
-            connection = sqlite3.connect(self.database, timeout=5, uri=True)
+            # TRUNCATE waits for readers, up to the timeout: a shutdown must not hang on them.
+            connection = sqlite3.connect(self.database, timeout=1, uri=True)
             try:
                 connection.execute(f"PRAGMA wal_checkpoint({mode})")
             finally:
