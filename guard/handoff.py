@@ -7,10 +7,8 @@ groups of `MAX_GROUP`; elsewhere (PostgreSQL) each is its own transaction in a t
 
 from __future__ import annotations
 
-import asyncio
-
 from guard.coalesce import Coalescer
-from guard.store import Store, Submission, Submitted
+from guard.store import Store, Submission, Submitted, write_store
 
 MAX_GROUP = 100
 """Bounds how long one group holds the loop (about 0.5 ms a submission)."""
@@ -25,7 +23,7 @@ class Handoffs:
         """`Store.submit` for this submission; raises what it would raise."""
         if self.store.local_file:
             return await self._grouped(submission)
-        answer = (await asyncio.to_thread(self.store.submit_many, [submission]))[0]
+        answer = (await self._commit([submission]))[0]
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -33,6 +31,6 @@ class Handoffs:
     async def _commit(self, submissions: list[Submission]) -> list[Submitted | Exception]:
         answers: list[Submitted | Exception] = []
         for start in range(0, len(submissions), MAX_GROUP):
-            async with self.store.writer.held_on_loop():
-                answers += self.store.submit_many(submissions[start : start + MAX_GROUP])
+            group = submissions[start : start + MAX_GROUP]
+            answers += await write_store(self.store, self.store.submit_many, group)
         return answers
