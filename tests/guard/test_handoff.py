@@ -67,7 +67,9 @@ def test_a_burst_of_hand_offs_on_sqlite_is_one_transaction(store: Store, db_url:
     assert {r.request.deployment for r in store.list_rollouts()} == {f"svc-{i}" for i in range(5)}
 
 
-def test_each_hand_off_in_a_group_is_answered_as_if_alone(store: Store) -> None:
+def test_each_hand_off_in_a_group_is_answered_as_if_alone(store: Store, db_url: str) -> None:
+    transactions = counting_transactions(store)
+
     first, replay, busy, other = hand_off(
         store,
         submission("checkout", "key-1"),
@@ -81,6 +83,8 @@ def test_each_hand_off_in_a_group_is_answered_as_if_alone(store: Store) -> None:
     assert replay[0].id == first[0].id
     assert isinstance(busy, Conflict) and first[0].id in str(busy)
     assert sorted(r.request.deployment for r in store.list_rollouts()) == ["cart", "checkout"]
+    # the refusal stayed in the group's one transaction: nothing was tried again alone
+    assert transactions == ([4] if db_url.startswith("sqlite") else [1] * 4)
 
 
 def test_an_unexpected_error_fails_only_its_own_hand_off(
