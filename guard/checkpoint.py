@@ -35,23 +35,22 @@ class WalCheckpointer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop, after one last checkpoint that also empties the WAL file."""
+        """Stop; SQLite itself checkpoints and removes the WAL when the store's last connection
+        closes (unless another process still has the file open)."""
         self._stopped.set()
         self._thread.join()
-        self._checkpoint("TRUNCATE")
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval_seconds) and self._owner() is not None:
-            self._checkpoint("PASSIVE")
+            self._checkpoint()
 
-    def _checkpoint(self, mode: str) -> None:
+    def _checkpoint(self) -> None:
         try:
-            # TRUNCATE waits for readers, up to the timeout: a shutdown must not hang on them.
             connection = sqlite3.connect(self.database, timeout=1, uri=True)
             try:
-                connection.execute(f"PRAGMA wal_checkpoint({mode})")
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 connection.close()
             self.checkpoints += 1
         except sqlite3.Error as exc:  # the next one copies what this one could not
-            log.warning("store: WAL checkpoint (%s) failed: %s", mode, exc)
+            log.warning("store: WAL checkpoint failed: %s", exc)
