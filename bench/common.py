@@ -65,24 +65,48 @@ def emit(name: str, rows: Sequence[dict[str, Any]], columns: Sequence[str], **ex
 
 
 class ProcessStats:
-    """CPU seconds and resident memory of one process, read from /proc."""
+    """CPU seconds and memory of a guard, read from /proc: its API process and the engine
+    process that one forked (guard.engine_process)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._ticks = os.sysconf("SC_CLK_TCK")
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def pids(self) -> list[int]:
+        """The API's pid, then its children's (the engine)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [self.pid, *map(int, children)]
+
+    def cpu_seconds(self, pid: int | None = None) -> float:
+        """Of one process, or of the whole guard."""
+        return sum(self._cpu(p) for p in ([pid] if pid is not None else self.pids()))
+
+    def engine_pid(self) -> int:
+        pids = self.pids()
+        assert len(pids) == 2, f"a guard is two processes, found {pids}"
+        return pids[1]
+
+    def memory_mb(self) -> dict[str, float]:
+        """The whole guard's memory in MiB: `pss` (each shared page counted once, split between
+        the processes that share it: what the two cost the machine together), `rss` (shared
+        pages counted in each), and `peak_rss` (the sum of each process's peak)."""
+        totals = {"pss": 0.0, "rss": 0.0, "peak_rss": 0.0}
+        for pid in self.pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            totals["rss"] += _kib(status, "VmRSS") / 1024
+            totals["peak_rss"] += _kib(status, "VmHWM") / 1024
+            totals["pss"] += _kib(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss") / 1024
+        return totals
+
+    def _cpu(self, pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
 
-    def memory_mb(self) -> tuple[float, float]:
-        """(resident now, peak resident) in MiB."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        values = {
-            key: int(re.search(rf"{key}:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            for key in ("VmRSS", "VmHWM")
-        }
-        return values["VmRSS"] / 1024, values["VmHWM"] / 1024
+
+def _kib(text: str, key: str) -> int:
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
+    assert match is not None, f"no {key} in /proc"
+    return int(match.group(1))
 
 
 def metric(text: str, name: str) -> float | None:

@@ -1,11 +1,12 @@
-"""Scale benchmark: 10, 100 and 1,000 concurrent rollouts analysed at once by one guard process.
+"""Scale benchmark: 10, 100 and 1,000 concurrent rollouts analysed at once by one guard.
 
 Each size gets a fresh simulated cluster (`python -m guard.sim.kubeapi`, its own process) with
 that many one-replica Deployments and Services, one simulated workload serving them all, a real
 Prometheus scraping it, and a real `guard serve`. Every Deployment gets a rolling rollout that
 never has enough healthy intervals to promote, so all stay analysing. Once every rollout is
 analysed in one tick, the benchmark watches `--ticks` more and reports, per tick: PromQL queries,
-Kubernetes API calls, duration and CPU of the guard process, and its resident memory.
+Kubernetes API calls, duration and CPU of the engine's process (whose tick it is), and the
+resident memory of the whole guard (the API's process and the engine's, see `ProcessStats`).
 `python -m bench.scale [--sizes 10,100,1000] [--ticks N]`; prints a table and one JSON line.
 """
 
@@ -37,6 +38,7 @@ COLUMNS = (
     "k8s_calls_per_tick",
     "tick_ms",
     "cpu_ms_per_tick",
+    "pss_mb",
     "rss_mb",
     "peak_rss_mb",
     "ticks",
@@ -180,6 +182,7 @@ def _watch(
     pid = guard.pid
     assert pid is not None, "guard not started"
     stats = ProcessStats(pid)
+    engine = stats.engine_pid()
     with guard.client() as client:
 
         def scrape() -> str:
@@ -199,13 +202,13 @@ def _watch(
             time.sleep(0.5)
             text = scrape()
         profiler = (
-            record(pid, ticks * tick_seconds, profile / f"scale-{rollouts}.txt")
+            record(engine, ticks * tick_seconds, profile / f"scale-{rollouts}.txt")
             if profile
             else None
         )
         count0 = metric(text, "guard_tick_duration_seconds_count") or 0
         sum0 = metric(text, "guard_tick_duration_seconds_sum") or 0
-        cpu0 = stats.cpu_seconds()
+        cpu0 = stats.cpu_seconds(engine)
         analysed, queries, calls = [], [], []
         count = count0
         while count < count0 + ticks and time.monotonic() < deadline + 60 * ticks:
@@ -217,14 +220,14 @@ def _watch(
                 queries.append(metric(text, "guard_prometheus_queries_last_tick") or 0)
                 calls.append(metric(text, "guard_kubernetes_calls_last_tick") or 0)
                 count = now
-        cpu = stats.cpu_seconds() - cpu0
+        cpu = stats.cpu_seconds(engine) - cpu0
         if profiler is not None:
             profiler.wait(timeout=120)
             print(f"profile at {rollouts} rollouts:")
             print(summary(profile / f"scale-{rollouts}.txt"))  # type: ignore[operator]
         seconds = (metric(text, "guard_tick_duration_seconds_sum") or 0) - sum0
     done = max(count - count0, 1)
-    rss, peak = stats.memory_mb()
+    memory = stats.memory_mb()
     return {
         "rollouts": rollouts,
         "analysed": int(min(analysed, default=0)),
@@ -232,8 +235,9 @@ def _watch(
         "k8s_calls_per_tick": max(calls, default=0),
         "tick_ms": round(seconds / done * 1000, 1),
         "cpu_ms_per_tick": round(cpu / done * 1000, 1),
-        "rss_mb": round(rss, 1),
-        "peak_rss_mb": round(peak, 1),
+        "pss_mb": round(memory["pss"], 1),
+        "rss_mb": round(memory["rss"], 1),
+        "peak_rss_mb": round(memory["peak_rss"], 1),
         "ticks": int(count - count0),
     }
 

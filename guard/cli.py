@@ -44,7 +44,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Overrides server.host")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides server.port")] = None,
 ) -> None:
-    """Run the guard's API and scheduler."""
+    """Run the guard: its API in this process, its engine in a child (guard.engine_process)."""
     import logging
     import signal
 
@@ -52,6 +52,8 @@ def serve(
 
     from guard import heap
     from guard.api import create_app
+    from guard.engine_process import EngineProcess
+    from guard.store import Store
 
     settings = _load(config)
     # Until the app installs its reload handler, a SIGHUP must not end the process (the default).
@@ -62,15 +64,23 @@ def serve(
     # APScheduler logs two lines per job run at INFO: six a second, saying nothing; its warnings
     # (a tick skipped because the last still runs) and job errors stay.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    application = create_app(settings, config_path=config)
-    heap.settle()
-    uvicorn.run(
-        application,
-        host=host or settings.server.host,
-        port=port if port is not None else settings.server.port,
-        log_level="info",
-        access_log=settings.server.access_log,
-    )
+    application = create_app(settings, engine=(engine := EngineProcess(settings, config)))
+    Store(settings.store.resolved_url).close()  # the schema, made once, before two processes
+    heap.settle()  # before the fork: the engine shares start-up's objects, and never collects them
+    engine.start()
+    try:
+        uvicorn.run(
+            application,
+            host=host or settings.server.host,
+            port=port if port is not None else settings.server.port,
+            log_level="info",
+            access_log=settings.server.access_log,
+        )
+    finally:
+        engine.stop()
+    if engine.exitcode:
+        typer.echo(f"error: the guard's engine exited with code {engine.exitcode}", err=True)
+        raise typer.Exit(1)
 
 
 @config_app.command("validate")

@@ -2,13 +2,16 @@
 
 A burst of hand-offs, or of a tick's gate verdicts, reaches the store together; each alone paid
 its own transaction. Waiting for the end of the loop's turn costs a lone call nothing and lets
-a burst share one commit.
+a burst share one commit. With `hold` (a lock the batch needs), the batch is taken once the
+lock is held, so the calls that queued while another held it go together: taken before, each
+hand-off waited for one whole batch of the engine's writes, and they fell behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -27,9 +30,13 @@ class Coalescer(Generic[Item, Answer]):
     """
 
     def __init__(
-        self, run_batch: Callable[[list[Item]], Awaitable[list[Answer | Exception]]]
+        self,
+        run_batch: Callable[[list[Item]], Awaitable[list[Answer | Exception]]],
+        *,
+        hold: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self._hold = hold
         self._waiting: list[tuple[Item, asyncio.Future[Answer | Exception]]] = []
         self._running: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
@@ -48,11 +55,17 @@ class Coalescer(Generic[Item, Answer]):
 
     async def _run(self) -> None:
         await asyncio.sleep(0)  # the calls ready in this turn join first
-        batch, self._waiting = self._waiting, []
-        answers: list[Answer | Exception] = [Interrupted()] * len(batch)
+        batch: list[tuple[Item, asyncio.Future[Answer | Exception]]] = []
+        answers: list[Answer | Exception] = []
         try:
-            answers = await self._run_batch([item for item, _ in batch])
+            async with self._hold() if self._hold is not None else nullcontext():
+                batch, self._waiting = self._waiting, []
+                answers = [Interrupted()] * len(batch)
+                answers = await self._run_batch([item for item, _ in batch])
         finally:  # no caller is left waiting
+            if not batch:  # interrupted before the batch was taken: the next call runs it
+                batch, self._waiting = self._waiting, []
+                answers = [Interrupted()] * len(batch)
             for (_, answered), answer in zip(batch, answers, strict=True):
                 if not answered.done():
                     answered.set_result(answer)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import httpx
 
@@ -26,7 +25,6 @@ from analyzers.base import Observation
 from guard.cluster import ClusterNeeds, ClusterSnapshot
 from guard.coalesce import Coalescer
 from guard.config import AnalysisConfig, GuardConfig
-from guard.inflight import MAX_WAIT, TICK_BUDGET, InFlight
 from guard.kube import DeploymentSnapshot, KubeClient, KubeError, NamespaceSnapshot
 from guard.measure import Measurer, MeasureRequest
 from guard.metrics import GuardMetrics
@@ -51,11 +49,8 @@ log = logging.getLogger(__name__)
 
 Step = tuple[ActiveRollout, Transition, datetime | None]  # a transition, when it was analysed
 STORE_BATCH = 25
-"""Rollouts per store call of a tick, and per wave when it starts their work: between batches
-the API's requests go first (`guard.inflight`), so a hand-off waits for one batch at most, not
-for a whole tick's."""
-
-T = TypeVar("T")
+"""Rollouts per store transaction of a tick: the API's process waits for SQLite's write lock
+for one batch at most, not for a whole tick's writes."""
 
 ALLOWED_ACTIONS = frozenset(
     {
@@ -100,11 +95,8 @@ class Engine:
         *,
         clock: Callable[[], datetime] = utcnow,
         replica_id: str | None = None,
-        in_flight: InFlight | None = None,
     ) -> None:
         self.replica_id = replica_id or new_replica_id()
-        self.in_flight = in_flight or InFlight()  # the API's requests, which go first
-        self._gap_budget = TICK_BUDGET
         self.config = config
         self.store = store
         self.kube = kube
@@ -121,7 +113,6 @@ class Engine:
             return
         async with self._lock:
             started = time.perf_counter()
-            self._gap_budget = TICK_BUDGET
             leases = await write_store(
                 self.store,
                 self.store.lease,
@@ -132,19 +123,16 @@ class Engine:
             leased = list(leases.fencing_tokens)
             active: list[ActiveRollout] = []
             for start in range(0, len(leased), STORE_BATCH):
-                await self._gap()  # requests are served between batches
                 batch = leased[start : start + STORE_BATCH]
                 active += await read_store(self.store, self.store.leased, leases, batch)
             self.metrics.active_rollouts.set(len(active))
             calls_before = self.kube.calls
-            resumed = [
-                r for r in await self._gather_in_waves(map(self._resume_safely, active)) if r
-            ]
+            resumed = [r for r in await asyncio.gather(*map(self._resume_safely, active)) if r]
             namespaces = await self._read_namespaces(resumed)
             prepared = [
                 p
-                for p in await self._gather_in_waves(
-                    self._prepare_safely(r, namespaces[r.request.namespace]) for r in resumed
+                for p in await asyncio.gather(
+                    *(self._prepare_safely(r, namespaces[r.request.namespace]) for r in resumed)
                 )
                 if p
             ]
@@ -173,28 +161,6 @@ class Engine:
             await self._decide(decided)
             self.metrics.kubernetes_calls_last_tick.set(self.kube.calls - calls_before)
             self.metrics.tick_duration.observe(time.perf_counter() - started)
-
-    async def _gather_in_waves(self, coroutines: Iterable[Awaitable[T]]) -> list[T]:
-        """`asyncio.gather`, starting `STORE_BATCH` at a time with a gap for requests between.
-
-        Gathered at once, a thousand rollouts' first steps (until each first waits on Kubernetes or
-        the store) run back to back in one turn, holding up every request that arrived meanwhile.
-        """
-        started: list[asyncio.Future[T]] = []
-        try:
-            for index, coroutine in enumerate(coroutines):
-                if index and index % STORE_BATCH == 0:
-                    await self._gap()
-                started.append(asyncio.ensure_future(coroutine))
-        except BaseException:  # cancelled between waves: so are those started
-            for future in started:
-                future.cancel()
-            raise
-        return list(await asyncio.gather(*started))
-
-    async def _gap(self) -> None:
-        """Let the requests in flight finish first, within what is left of the tick's budget."""
-        self._gap_budget -= await self.in_flight.gap(min(MAX_WAIT, self._gap_budget))
 
     async def reconfigure(self, config: GuardConfig) -> None:
         """Swap the whole config between ticks (never during one), so a tick sees one config."""
@@ -417,8 +383,8 @@ class Engine:
         for rollout, transition, _ in stored:
             if not transition.actions:
                 self._kube_failing_since.pop(rollout.id, None)
-        await self._gather_in_waves(
-            self._execute_safely(r, t.actions) for r, t, _ in stored if t.actions
+        await asyncio.gather(
+            *(self._execute_safely(r, t.actions) for r, t, _ in stored if t.actions)
         )
 
     async def _store_many(self, steps: list[Step]) -> list[Step]:
@@ -442,7 +408,7 @@ class Engine:
         fails cannot hold back the others. Each step's error, or None."""
         outcomes: list[Exception | None] = []
         for start in range(0, len(steps), STORE_BATCH):
-            await self._gap()  # requests are served between batches
+            await asyncio.sleep(0)  # a turn for the pipe and the alert sender between batches
             batch = steps[start : start + STORE_BATCH]
             try:
                 await self._commit(batch)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from guard.dora import DEPLOYMENT_OUTCOMES, outcome_of
 from guard.models import RolloutView
@@ -158,3 +160,42 @@ class GuardMetrics:
             self.time_to_restore.labels(service=service, source="rollback").observe(
                 (stamps.rollback_verified_at - detected).total_seconds()
             )
+
+
+def merge_expositions(*texts: str) -> bytes:
+    """One exposition out of several processes' (the engine's and the API's).
+
+    Each process builds every family of `GuardMetrics` and observes its own part, so samples of
+    the same name and labels are summed: counters and histograms add up, and a gauge that one
+    process sets gets its value (the other's stays 0). `_created` (when a series began) keeps
+    the earliest.
+    """
+    families: dict[str, Metric] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                families[family.name] = family
+                continue
+            index = {
+                (s.name, tuple(sorted(s.labels.items()))): i for i, s in enumerate(merged.samples)
+            }
+            for sample in family.samples:
+                at = index.get((sample.name, tuple(sorted(sample.labels.items()))))
+                if at is None:
+                    merged.samples.append(sample)
+                    continue
+                kept = merged.samples[at]
+                combine = min if sample.name.endswith("_created") else sum
+                merged.samples[at] = kept._replace(value=combine((kept.value, sample.value)))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(list(families.values())))
+    return generate_latest(registry)
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families

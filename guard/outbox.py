@@ -14,7 +14,8 @@ key see it exactly once.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -31,7 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerts.base import AlertEvent
 from guard.db import Base, UtcDateTime
@@ -172,13 +173,20 @@ def history(session: Session, rollout_ids: Sequence[str]) -> dict[str, list[Aler
 class Outbox:
     """Claiming, acknowledging and listing deliveries; one short transaction per call."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
+    def __init__(
+        self,
+        reading: Callable[[], AbstractContextManager[Session]],
+        writing: Callable[[], AbstractContextManager[Session]],
+    ) -> None:
+        """`reading` and `writing` are the store's transactions: a write takes the store's
+        writer lock (see `Store._writing`), as every other write does."""
+        self._reading = reading
+        self._writing = writing
 
     def add(self, routed: Sequence[RoutedAlert], *, now: datetime, expire_after: float) -> None:
         """Record events that belong to no rollout transition (the guard's own), in their own
         transaction."""
-        with self._sessions.begin() as session:
+        with self._writing() as session:
             record(session, routed, now=now, expire_after=expire_after)
 
     def claim(
@@ -197,7 +205,7 @@ class Outbox:
             ),
         )
         until = now + timedelta(seconds=lease_seconds)
-        with self._sessions.begin() as session:
+        with self._writing() as session:
             candidates = list(
                 session.scalars(
                     select(DeliveryRow.id)
@@ -229,7 +237,7 @@ class Outbox:
     def _claimed(self, ids: list[int], token: str) -> list[Claimed]:
         if not ids:
             return []
-        with self._sessions.begin() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(DeliveryRow, AlertEventRow)
                 .join(AlertEventRow, DeliveryRow.event_row_id == AlertEventRow.id)
@@ -256,7 +264,7 @@ class Outbox:
 
     def mark_retry(self, claimed: Claimed, *, error: str, next_attempt_at: datetime) -> bool:
         """Back to pending, or failed if the next attempt would come after the expiry."""
-        with self._sessions.begin() as session:
+        with self._writing() as session:
             row = session.get(DeliveryRow, claimed.delivery_id)
             if row is None or row.claim_token != claimed.token or row.status != "sending":
                 return False
@@ -279,7 +287,7 @@ class Outbox:
         )  # fmt: skip
 
     def _finish(self, claimed: Claimed, *, status: DeliveryStatus, **values: Any) -> bool:
-        with self._sessions.begin() as session:
+        with self._writing() as session:
             statement = (
                 update(DeliveryRow)
                 .where(
@@ -298,7 +306,7 @@ class Outbox:
         lapsed = and_(
             DeliveryRow.status == DeliveryStatus.SENDING.value, DeliveryRow.claimed_until < now
         )
-        with self._sessions.begin() as session:
+        with self._writing() as session:
             rows = session.scalars(
                 select(DeliveryRow).where(
                     or_(DeliveryRow.status == DeliveryStatus.PENDING.value, lapsed),
@@ -333,7 +341,7 @@ class Outbox:
             query = query.where(AlertEventRow.rollout_id == rollout_id)
         if receiver is not None:
             query = query.where(DeliveryRow.receiver == receiver)
-        with self._sessions.begin() as session:
+        with self._reading() as session:
             return [_view(d, e) for d, e in session.execute(query).all()]
 
 

@@ -1,15 +1,15 @@
-"""The long-lived objects one guard process shares between its routes and its scheduler."""
+"""The long-lived objects one API process shares between its routes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import Request
 
 from guard.config import GuardConfig
-from guard.engine import Engine
+from guard.engine_process import EngineProcess
 from guard.handoff import Handoffs
+from guard.kube import KubeClient
 from guard.metrics import GuardMetrics
 from guard.store import Store
 
@@ -20,9 +20,10 @@ class Services:
 
     config: GuardConfig
     store: Store
-    engine: Engine
+    kube: KubeClient
     metrics: GuardMetrics
-    scheduler: AsyncIOScheduler
+    """What the API observes itself (incidents' time to restore); the engine has its own."""
+    engine: EngineProcess | None
     handoffs: Handoffs = field(init=False)
 
     def __post_init__(self) -> None:

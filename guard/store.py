@@ -256,7 +256,8 @@ class Store:
             json_deserializer=loads_json,
             **pool,
         )
-        if self.engine.dialect.name == "sqlite":
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        if self._sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._checkpointer: WalCheckpointer | None = None
         if self._local_file:
@@ -267,17 +268,20 @@ class Store:
         _add_columns(self.engine)
         _add_indexes(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.writer = WriterLock()
+        self.writer = WriterLock(
+            Path(f"{parsed.database}-writer-lock") if self._local_file else None
+        )
         # A request never changes once submitted; validating a thousand of them every tick did.
         self._requests: dict[str, RolloutRequest] = {}
 
     @property
     def outbox(self) -> alert_outbox.Outbox:
         """Claiming and listing alert deliveries, on the same database."""
-        return alert_outbox.Outbox(self._sessions)
+        return alert_outbox.Outbox(self._session, self._writing)
 
     def close(self) -> None:
         self.engine.dispose()
+        self.writer.close()
         if self._checkpointer is not None:
             self._checkpointer.stop()
 
@@ -293,15 +297,19 @@ class Store:
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
-        """One writer at a time in this process.
+        """One writer at a time.
 
         SQLite's driver starts a transaction only at the first write, so a read-then-write
         (is this key used? is a rollout active? which commands are queued?) is not atomic
-        without it: two pipelines could start two rollouts on one Deployment, or an abort could
-        be lost to a concurrent tick. Across replicas PostgreSQL's row locks and `_serialize`
-        do the same.
+        without this: two pipelines could start two rollouts on one Deployment, or an abort
+        could be lost to a concurrent tick. The writer lock orders the writers of the guard's
+        processes (see guard.writer_lock), and on SQLite the transaction takes the database's
+        write lock at its start (BEGIN IMMEDIATE) against any other. Across replicas
+        PostgreSQL's row locks and `_serialize` do the same.
         """
         with self.writer, self._sessions.begin() as session:
+            if self._sqlite:
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
     @property

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from guard.metrics import merge_expositions
+from guard.services import Services
 
 router = APIRouter(tags=["operations"])
 
@@ -16,8 +21,8 @@ def healthz() -> str:
 
 @router.get("/readyz", response_class=PlainTextResponse)
 def readyz(request: Request) -> Response:
-    """Ready once the store answers and the scheduler runs."""
-    services = getattr(request.app.state, "services", None)
+    """Ready once the store answers and the engine runs (see `EngineProcess.problem`)."""
+    services: Services | None = getattr(request.app.state, "services", None)
     problems = []
     if services is None:
         problems.append("starting")
@@ -26,14 +31,22 @@ def readyz(request: Request) -> Response:
             services.store.ping()
         except Exception as exc:
             problems.append(f"store: {exc}")
-        if request.app.state.run_scheduler and not services.scheduler.running:
-            problems.append("scheduler stopped")
+        if services.engine is not None and (problem := services.engine.problem()):
+            problems.append(problem)
     if problems:
         return PlainTextResponse("; ".join(problems), status_code=503)
     return PlainTextResponse("ok")
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
-    registry = request.app.state.services.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """The engine's metrics and the API's own, as one exposition."""
+    services: Services = request.app.state.services
+    own = generate_latest(services.metrics.registry).decode()
+    if services.engine is None:
+        return Response(own, media_type=CONTENT_TYPE_LATEST)
+    try:
+        engine = await services.engine.metrics()
+    except (TimeoutError, asyncio.CancelledError):
+        return PlainTextResponse("the engine did not answer", status_code=503)
+    return Response(merge_expositions(engine, own), media_type=CONTENT_TYPE_LATEST)

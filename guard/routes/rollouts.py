@@ -72,7 +72,7 @@ async def submit(
         utcnow(),
         actor=principal.name,
         may_supersede_others=principal.can(Scope.OPERATE),
-        leased_to=services.engine.replica_id,
+        leased_to=services.engine.replica_id if services.engine else None,
         lease_seconds=services.config.store.lease_seconds,
     )
     try:

@@ -93,7 +93,7 @@ def _last_rollout(services: Services, service: str, namespace: str | None) -> Ro
 
 
 def _deployment(services: Services, namespace: str, name: str) -> DeploymentSnapshot:
-    deployment = services.engine.kube.read_deployment(namespace, name)
+    deployment = services.kube.read_deployment(namespace, name)
     if deployment is None:
         raise HTTPException(404, f"deployment {namespace}/{name} not found")
     return deployment

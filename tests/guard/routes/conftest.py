@@ -1,6 +1,6 @@
 """An in-process guard app on a real store, with one token per scope mix.
 
-The scheduler does not run; `make_client` sends the all-scopes token unless told otherwise.
+No engine runs; `make_client` sends the all-scopes token unless told otherwise.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def make_client(tmp_path: Path) -> Iterator[MakeClient]:
                 "auth": auth_section(),
                 **config,
             }
-            app = create_app(parse_config(raw), run_scheduler=False)
+            app = create_app(parse_config(raw))
             client = TestClient(app, headers=bearer("admin"))
             return stack.enter_context(client)
 
