@@ -53,7 +53,6 @@ def serve(
     from guard import heap
     from guard.api import create_app
     from guard.engine_process import EngineProcess
-    from guard.store import Store
 
     settings = _load(config)
     # Until the app installs its reload handler, a SIGHUP must not end the process (the default).
@@ -65,7 +64,6 @@ def serve(
     # (a tick skipped because the last still runs) and job errors stay.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     application = create_app(settings, engine=(engine := EngineProcess(settings, config)))
-    Store(settings.store.resolved_url).close()  # the schema, made once, before two processes
     heap.settle()  # before the fork: the engine shares start-up's objects, and never collects them
     engine.start()
     try:

@@ -99,15 +99,19 @@ class EngineProcess:
         asyncio.get_running_loop().remove_reader(self._conn.fileno())
 
     async def metrics(self) -> str:
-        """The engine's metrics exposition."""
+        """The engine's metrics exposition; `ConnectionError` when the engine has exited,
+        `TimeoutError` when it does not answer within `METRICS_SECONDS`."""
         answer = asyncio.get_running_loop().create_future()
-        self._answers.append(answer)
         self._send(("metrics", None))
+        self._answers.append(answer)
         return await asyncio.wait_for(answer, METRICS_SECONDS)
 
     def reload(self) -> None:
         """Ask the engine to reload its config file (SIGHUP on the API)."""
-        self._send(("reload", None))
+        try:
+            self._send(("reload", None))
+        except ConnectionError as exc:
+            log.error("config reload not requested: %s", exc)
 
     def problem(self, now: float | None = None) -> str | None:
         """Why the engine cannot do its work, or None: it has exited, or a tick has run for
@@ -129,7 +133,7 @@ class EngineProcess:
         `STOP_SECONDS`; its exit code."""
         self._stopping = True
         if self._process.is_alive():
-            with contextlib.suppress(OSError):  # it is exiting already
+            with contextlib.suppress(ConnectionError):  # it is exiting already
                 self._send(("stop", None))
             self._process.join(STOP_SECONDS)
             if self._process.is_alive():
@@ -140,7 +144,12 @@ class EngineProcess:
         return self._process.exitcode
 
     def _send(self, message: tuple[str, Any]) -> None:
-        self._conn.send(message)
+        if self._conn.closed or not self._process.is_alive():
+            raise ConnectionError("the engine process has exited")
+        try:
+            self._conn.send(message)
+        except OSError as exc:
+            raise ConnectionError(f"the engine process has exited: {exc}") from exc
 
     def _receive(self) -> None:
         try:
@@ -148,7 +157,9 @@ class EngineProcess:
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(self._conn.fileno())
             while self._answers:
-                self._answers.popleft().cancel()
+                answer = self._answers.popleft()
+                if not answer.done():
+                    answer.set_exception(ConnectionError("the engine process has exited"))
             if not self._stopping:
                 self._process.join(1)
                 log.error(

@@ -264,13 +264,14 @@ class Store:
             event.listen(self.engine, "connect", _no_checkpoint_in_commits)
             assert parsed.database is not None
             self._checkpointer = WalCheckpointer(parsed.database, owner=self)
-        Base.metadata.create_all(self.engine)
-        _add_columns(self.engine)
-        _add_indexes(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.writer = WriterLock(
             Path(f"{parsed.database}-writer-lock") if self._local_file else None
         )
+        with self.writer:  # the guard's two processes open a new file at once
+            Base.metadata.create_all(self.engine)
+            _add_columns(self.engine)
+            _add_indexes(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # A request never changes once submitted; validating a thousand of them every tick did.
         self._requests: dict[str, RolloutRequest] = {}
 
@@ -1083,10 +1084,12 @@ def _no_checkpoint_in_commits(connection: Any, _record: Any) -> None:
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """The busy timeout first: switching a new file to WAL takes an exclusive lock, which
+    another process opening it at the same moment must wait for, not fail on."""
     cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 

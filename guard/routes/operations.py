@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from guard.engine_process import METRICS_SECONDS
 from guard.metrics import merge_expositions
 from guard.services import Services
 
@@ -47,6 +46,9 @@ async def metrics(request: Request) -> Response:
         return Response(own, media_type=CONTENT_TYPE_LATEST)
     try:
         engine = await services.engine.metrics()
-    except (TimeoutError, asyncio.CancelledError):
-        return PlainTextResponse("the engine did not answer", status_code=503)
+    except TimeoutError:
+        message = f"the engine did not answer within {METRICS_SECONDS:g} s"
+        return PlainTextResponse(message, status_code=503)
+    except ConnectionError as exc:
+        return PlainTextResponse(str(exc), status_code=503)
     return Response(merge_expositions(engine, own), media_type=CONTENT_TYPE_LATEST)
