@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
-from guard.metrics import GuardMetrics
+import prometheus_client.metrics
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from guard.metrics import GuardMetrics, merge_expositions
 from guard.models import RolloutRequest, RolloutState, RolloutTimestamps, RolloutView
 from guard.store import Store
 
@@ -27,7 +33,7 @@ def view(state: RolloutState, reason: str, **stamps: datetime | None) -> Rollout
         strategy="rolling",
         request=request,
         outcome_reason=reason,
-        timestamps=RolloutTimestamps(submitted_at=T0 - MIN, **stamps),  # type: ignore[arg-type]
+        timestamps=RolloutTimestamps(submitted_at=T0 - MIN, **stamps),
     )
 
 
@@ -86,3 +92,40 @@ def test_a_failing_store_read_never_reaches_the_engine(tmp_path: Path) -> None:
     store.close()
     names = {s.name for family in metrics.registry.collect() for s in family.samples}
     assert "guard_deployments_total" not in names
+
+
+def test_two_processes_expositions_merge_into_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prometheus_client.metrics, "time", SimpleNamespace(time=lambda: 1000.0))
+    engine = GuardMetrics()
+    engine.rollouts.labels(outcome="promoted").inc(2)
+    engine.decision_latency.observe(0.007)
+    engine.active_rollouts.set(5)
+    engine.query_errors.labels(kind="timeout").inc(4)
+    monkeypatch.setattr(prometheus_client.metrics, "time", SimpleNamespace(time=lambda: 2000.0))
+    api = GuardMetrics()
+    api.rollouts.labels(outcome="promoted").inc(3)
+    api.rollouts.labels(outcome="rolled_back").inc()
+    api.decision_latency.observe(0.2)
+    api.decision_latency.observe(0.003)
+
+    merged = merge_expositions(
+        generate_latest(api.registry).decode(), generate_latest(engine.registry).decode()
+    ).decode()
+
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(merged)
+        for s in family.samples
+    }
+    assert values[("guard_rollouts_total", (("outcome", "promoted"),))] == 5
+    assert values[("guard_rollouts_total", (("outcome", "rolled_back"),))] == 1
+    assert values[("guard_rollouts_created", (("outcome", "promoted"),))] == 1000
+    assert values[("guard_rollouts_created", (("outcome", "rolled_back"),))] == 2000
+    assert values[("guard_decision_latency_seconds_count", ())] == 3
+    assert values[("guard_decision_latency_seconds_sum", ())] == pytest.approx(0.21)
+    assert values[("guard_decision_latency_seconds_bucket", (("le", "0.005"),))] == 1
+    assert values[("guard_decision_latency_seconds_bucket", (("le", "0.01"),))] == 2
+    assert values[("guard_decision_latency_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert values[("guard_decision_latency_seconds_created", ())] == 1000
+    assert values[("guard_active_rollouts", ())] == 5
+    assert values[("guard_prometheus_query_errors_total", (("kind", "timeout"),))] == 4
