@@ -54,10 +54,10 @@ class Coalescer(Generic[Item, Answer]):
         return answer
 
     async def _run(self) -> None:
-        await asyncio.sleep(0)  # the calls ready in this turn join first
         batch: list[tuple[Item, asyncio.Future[Answer | Exception]]] = []
         answers: list[Answer | Exception] = []
         try:
+            await asyncio.sleep(0)  # the calls ready in this turn join first
             async with self._hold() if self._hold is not None else nullcontext():
                 batch, self._waiting = self._waiting, []
                 answers = [Interrupted()] * len(batch)

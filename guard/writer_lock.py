@@ -19,12 +19,13 @@ engine wrote one batch after another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import threading
 import weakref
 from collections.abc import AsyncIterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +33,11 @@ from types import TracebackType
 
 class WriterLock:
     """A re-entrant lock for threads, with `held_on_loop` for coroutines; with `path`, also an
-    exclusive lock on that file, held while any of this process's writers holds this one."""
+    exclusive lock on that file, held while any of this process's writers holds this one.
+
+    A loop's thread must not take it as a thread (`with`) while that loop's coroutines use
+    `held_on_loop`: it would re-enter their hold.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self._lock = threading.RLock()
@@ -98,11 +103,20 @@ class WriterLock:
             if self._depth == 0 and self._file is not None and not self._try_take_file():
                 # Another process writes: wait in a thread (the lock is the file's, not the
                 # thread's).
-                taking = self._threads.submit(self._take_file)
+                taking = asyncio.wrap_future(self._threads.submit(self._take_file))
                 try:
-                    await asyncio.wrap_future(taking)
+                    await asyncio.shield(taking)
+                except asyncio.CancelledError:
+                    # The thread cannot be stopped: let it finish, give back what it took, and
+                    # only then let others in, so none of them runs while the file is given back.
+                    while not taking.done():
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await asyncio.shield(taking)
+                    if not taking.cancelled() and taking.exception() is None:
+                        fcntl.flock(self._file, fcntl.LOCK_UN)
+                    self._lock.release()
+                    raise
                 except BaseException:
-                    taking.add_done_callback(self._untake_file)  # taken after all: given back
                     self._lock.release()
                     raise
             self._depth += 1
@@ -138,10 +152,6 @@ class WriterLock:
             return _try_flock(self._file)
         finally:
             fcntl.flock(self._gate, fcntl.LOCK_UN)
-
-    def _untake_file(self, taking: Future[None]) -> None:
-        if not taking.cancelled() and taking.exception() is None and self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
 
 
 def _try_flock(file: int) -> bool:

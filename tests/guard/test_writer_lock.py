@@ -245,9 +245,11 @@ def test_a_coroutine_cancelled_while_another_process_holds_the_lock_leaves_it_fr
         waiting = asyncio.create_task(write())
         await until(lambda: locked(f"{path}-gate"))
         waiting.cancel()
+        # Its thread cannot be stopped: the cancelled waiter ends once that thread has taken
+        # the file lock, given back before anyone else of this process enters.
+        release.set()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        release.set()
         await asyncio.to_thread(joined, holder)
         go.set()
         assert await asyncio.to_thread(took.wait, TIMEOUT), "the other process never got it"
