@@ -66,6 +66,10 @@ def serve(
     application = create_app(settings, engine=(engine := EngineProcess(settings, config)))
     heap.settle()  # before the fork: the engine shares start-up's objects, and never collects them
     engine.start()
+    # uvicorn re-raises the SIGTERM it stopped on once it has shut down: with the default action
+    # this process would end there, before it stops the engine (which then dies with it, its
+    # leases held) and before the exit code below. Not set before the fork: the engine has its own.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         uvicorn.run(
             application,
@@ -74,11 +78,21 @@ def serve(
             log_level="info",
             access_log=settings.server.access_log,
         )
+    except _Terminated:
+        pass
     finally:
         engine.stop()
     if engine.exitcode:
         typer.echo(f"error: the guard's engine exited with code {engine.exitcode}", err=True)
         raise typer.Exit(1)
+
+
+class _Terminated(Exception):
+    """SIGTERM reached `guard serve` outside uvicorn's own handler (see `serve`)."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise _Terminated
 
 
 @config_app.command("validate")

@@ -169,6 +169,17 @@ class GuardProcess:
         """The running process's id (part of its replica id, hostname-pid-random)."""
         return self._process.pid if self._process is not None else None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the guard has ended, else None (Popen's: -N for signal N; -1
+        for a `standby` guard, whose status its zygote's kernel reaps)."""
+        return self._process.poll() if self._process is not None else None
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the guard to end by itself; its exit status (see `returncode`)."""
+        assert self._process is not None, "not started"
+        return self._process.wait(timeout=timeout)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run, as when a node dies."""
         self._signal(signal.SIGKILL)
