@@ -11,8 +11,8 @@ copy-on-write. They share the store (SQLite serializes the two processes' writer
 - engine -> API: `metrics` answers, and `config` after each reload, so routes and tokens follow;
 - the heartbeat: when the engine's last tick started and finished, for `/readyz`.
 
-The engine dies with the API (PR_SET_PDEATHSIG on Linux, else at the pipe's end), as both do
-when a node dies, and the API stops when the engine does, so the guard restarts whole.
+The engine dies with the API, as both do when a node dies (PR_SET_PDEATHSIG on Linux; elsewhere
+it stops at the pipe's end), and the API stops when the engine does, so the guard restarts whole.
 """
 
 from __future__ import annotations
@@ -66,9 +66,7 @@ class EngineProcess:
         # [tick started, tick finished], epoch seconds; written by the engine only.
         self._heartbeat: ctypes.Array[ctypes.c_double] = self._context.Array("d", 2, lock=False)
         self._process = self._context.Process(
-            target=_engine_main,
-            args=(config, config_path, self.replica_id, self._child_conn, self._heartbeat),
-            name="guard-engine",
+            target=self._run_child, args=(config_path,), name="guard-engine"
         )
         self._answers: deque[asyncio.Future[str]] = deque()
         self._on_config: Callable[[GuardConfig], None] | None = None
@@ -87,6 +85,10 @@ class EngineProcess:
         """Fork the engine; call before any thread or event loop starts in this process."""
         self._process.start()
         self._child_conn.close()
+
+    def _run_child(self, config_path: Path | None) -> None:
+        self._conn.close()  # so that the API's death ends the pipe here
+        _engine_main(self.config, config_path, self.replica_id, self._child_conn, self._heartbeat)
 
     def attach(self, on_config: Callable[[GuardConfig], None], on_exit: Callable[[], None]) -> None:
         """Listen on the running loop: new configs go to `on_config`; `on_exit` runs if the
