@@ -88,14 +88,17 @@ class ProcessStats:
 
     def memory_mb(self) -> dict[str, float]:
         """The whole guard's memory in MiB: `pss` (each shared page counted once, split between
-        the processes that share it: what the two cost the machine together), `rss` (shared
-        pages counted in each), and `peak_rss` (the sum of each process's peak)."""
+        the processes that share it: what the two cost the machine together; also per process,
+        `api_pss` and `engine_pss`), `rss` (shared pages counted in each), and `peak_rss` (the
+        sum of each process's peak)."""
         totals = {"pss": 0.0, "rss": 0.0, "peak_rss": 0.0}
-        for pid in self.pids():
+        for index, pid in enumerate(self.pids()):
             status = Path(f"/proc/{pid}/status").read_text()
             totals["rss"] += _kib(status, "VmRSS") / 1024
             totals["peak_rss"] += _kib(status, "VmHWM") / 1024
-            totals["pss"] += _kib(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss") / 1024
+            pss = _kib(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss") / 1024
+            totals["pss"] += pss
+            totals["engine_pss" if index else "api_pss"] = pss
         return totals
 
     def _cpu(self, pid: int) -> float:

@@ -21,9 +21,10 @@ Then paced: `--rate` requests a second offered for `--seconds` by an open-loop g
 request was due. That is the question the target asks (500 requests/s offered, p99 under
 50 ms); at saturation a closed loop's latency is mostly its own queue (connections / rate).
 
-`server_cpu_ms` is the guard's CPU per request while the load runs (ticks that fall in it
-included); for POST, `with_refusal_ms` runs on until the guard has refused every rollout the POSTs
-submitted, so it holds the whole tick's share of each hand-off.
+`server_cpu_ms` is the guard's CPU per request while the load runs (both its processes, ticks
+that fall in it included; `api_cpu_ms` the API process's alone); for POST, `with_refusal_ms`
+runs on until the guard has refused every rollout the POSTs submitted, so it holds the whole
+tick's share of each hand-off.
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ def _run(
     with httpx.Client(base_url=guard.url, headers=headers, timeout=30) as client:
         for paced_at in (None, args.rate):
             cpu = server.cpu_seconds()
+            api_cpu = server.cpu_seconds(guard.pid)
             if paced_at is not None:
                 post = _paced_post(guard, args, f"{run}-paced")
             elif generator == "wrk":
@@ -231,8 +233,10 @@ def _run(
             else:
                 post = _httpx_post(guard.url, guard.token, args.requests, args.concurrency)
             loaded = server.cpu_seconds()
+            api_loaded = server.cpu_seconds(guard.pid)
             _settled(client)
             post["server_cpu_ms"] = round((loaded - cpu) / post["requests"] * 1000, 2)
+            post["api_cpu_ms"] = round((api_loaded - api_cpu) / post["requests"] * 1000, 2)
             refused = server.cpu_seconds() - cpu
             post["with_refusal_ms"] = round(refused / post["requests"] * 1000, 2)
             post["load"] = _load(generator, args, paced_at)
@@ -240,6 +244,7 @@ def _run(
         ids = _rollout_ids(client)
         for paced_at in (None, args.rate):
             cpu = server.cpu_seconds()
+            api_cpu = server.cpu_seconds(guard.pid)
             if paced_at is not None:
                 get = _paced_get(guard, args, ids)
             elif generator == "wrk":
@@ -249,6 +254,8 @@ def _run(
             else:
                 get = _httpx_get(guard.url, guard.token, args.requests, args.concurrency, ids)
             get["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / get["requests"] * 1000, 2)
+            api_used = server.cpu_seconds(guard.pid) - api_cpu
+            get["api_cpu_ms"] = round(api_used / get["requests"] * 1000, 2)
             get["load"] = _load(generator, args, paced_at)
             rows.append(get)
     return rows
@@ -303,6 +310,7 @@ COLUMNS = (
     "p50_ms",
     "p99_ms",
     "server_cpu_ms",
+    "api_cpu_ms",
     "with_refusal_ms",
 )
 

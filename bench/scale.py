@@ -38,7 +38,10 @@ COLUMNS = (
     "k8s_calls_per_tick",
     "tick_ms",
     "cpu_ms_per_tick",
+    "api_cpu_ms_per_tick",
     "pss_mb",
+    "api_pss_mb",
+    "engine_pss_mb",
     "rss_mb",
     "peak_rss_mb",
     "ticks",
@@ -209,6 +212,7 @@ def _watch(
         count0 = metric(text, "guard_tick_duration_seconds_count") or 0
         sum0 = metric(text, "guard_tick_duration_seconds_sum") or 0
         cpu0 = stats.cpu_seconds(engine)
+        api_cpu0 = stats.cpu_seconds(pid)
         analysed, queries, calls = [], [], []
         count = count0
         while count < count0 + ticks and time.monotonic() < deadline + 60 * ticks:
@@ -221,6 +225,7 @@ def _watch(
                 calls.append(metric(text, "guard_kubernetes_calls_last_tick") or 0)
                 count = now
         cpu = stats.cpu_seconds(engine) - cpu0
+        api_cpu = stats.cpu_seconds(pid) - api_cpu0
         if profiler is not None:
             profiler.wait(timeout=120)
             print(f"profile at {rollouts} rollouts:")
@@ -235,7 +240,10 @@ def _watch(
         "k8s_calls_per_tick": max(calls, default=0),
         "tick_ms": round(seconds / done * 1000, 1),
         "cpu_ms_per_tick": round(cpu / done * 1000, 1),
+        "api_cpu_ms_per_tick": round(api_cpu / done * 1000, 1),
         "pss_mb": round(memory["pss"], 1),
+        "api_pss_mb": round(memory.get("api_pss", 0.0), 1),
+        "engine_pss_mb": round(memory.get("engine_pss", 0.0), 1),
         "rss_mb": round(memory["rss"], 1),
         "peak_rss_mb": round(memory["peak_rss"], 1),
         "ticks": int(count - count0),

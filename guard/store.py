@@ -452,7 +452,6 @@ class Store:
                 "lease_expires_at": now + timedelta(seconds=submission.lease_seconds),
                 "fencing_token": 1,
             }
-            self._requests[new_id] = request
         insert_rows(session, RolloutRow, [values])  # before its event: a foreign key
         submitted = {"rollout_id": new_id, "at": now, "state": values["state"]}
         insert_rows(session, EventRow, [{**submitted, "message": "submitted"}])

@@ -627,3 +627,17 @@ def test_infinities_in_strategy_state_survive_the_round_trip(store: Store) -> No
     store.apply(view.id, Transition(RolloutState.PROGRESSING, "x", state), analysed_at=None, now=T0)
     [active] = store.active()
     assert active.strategy_state == state
+
+
+def test_a_hand_off_leased_at_submit_keeps_nothing_in_the_submitting_process(
+    tmp_path: Path,
+) -> None:
+    """The API's process submits and never leases, so a request cached there for the engine's
+    tick would never be pruned: one entry per hand-off, for the life of the process."""
+    api_store = Store(f"sqlite:///{tmp_path / 'guard.db'}")
+    api_store.submit(
+        request(), idempotency_key=None, now=T0, leased_to="engine-1", lease_seconds=30
+    )
+
+    assert api_store._requests == {}
+    api_store.close()
