@@ -17,7 +17,6 @@ from guard.auth import Authentication, TokenBook
 from guard.body_limit import BodyLimit
 from guard.config import GuardConfig
 from guard.engine_process import EngineProcess
-from guard.kube import KubeClient
 from guard.metrics import GuardMetrics
 from guard.routes import ROUTERS
 from guard.services import Services
@@ -48,7 +47,7 @@ def create_app(config: GuardConfig, *, engine: EngineProcess | None = None) -> F
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="guard")
         )
         store = Store(config.store.resolved_url)
-        services = Services(config, store, KubeClient(config.kubernetes), GuardMetrics(), engine)
+        services = Services(config, store, GuardMetrics(), engine)
         if engine is not None:
             loop = asyncio.get_running_loop()
             engine.attach(

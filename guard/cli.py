@@ -48,10 +48,7 @@ def serve(
     import logging
     import signal
 
-    import uvicorn
-
     from guard import heap
-    from guard.api import create_app
     from guard.engine_process import EngineProcess
 
     settings = _load(config)
@@ -63,14 +60,21 @@ def serve(
     # APScheduler logs two lines per job run at INFO: six a second, saying nothing; its warnings
     # (a tick skipped because the last still runs) and job errors stay.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    application = create_app(settings, engine=(engine := EngineProcess(settings, config)))
-    heap.settle()  # before the fork: the engine shares start-up's objects, and never collects them
+    engine = EngineProcess(settings, config)
+    # Before the API's imports: a page that either process writes after the fork is copied, so
+    # each loads only what it runs (the API no Kubernetes client, the engine no web framework).
     engine.start()
-    # uvicorn re-raises the SIGTERM it stopped on once it has shut down: with the default action
-    # this process would end there, before it stops the engine (which then dies with it, its
-    # leases held) and before the exit code below. Not set before the fork: the engine has its own.
-    signal.signal(signal.SIGTERM, _terminated)
     try:
+        import uvicorn
+
+        from guard.api import create_app
+
+        application = create_app(settings, engine=engine)
+        heap.settle()
+        # uvicorn re-raises the SIGTERM it stopped on once it has shut down: with the default
+        # action this process would end there, before it stops the engine (which then dies with
+        # it, its leases held) and before the exit code below. The engine has its own handler.
+        signal.signal(signal.SIGTERM, _terminated)
         uvicorn.run(
             application,
             host=host or settings.server.host,

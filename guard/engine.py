@@ -16,12 +16,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 
 from alerts.events import Change, derive_events
 from analyzers.base import Observation
+from guard.clock import utcnow
 from guard.cluster import ClusterNeeds, ClusterSnapshot
 from guard.coalesce import Coalescer
 from guard.config import AnalysisConfig, GuardConfig
@@ -66,10 +67,6 @@ ALLOWED_ACTIONS = frozenset(
         "set_route_weights",
     }
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -27,24 +27,14 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import generate_latest
-
-from guard.alert_sender import AlertSender
-from guard.auth import TokenBook
 from guard.config import GuardConfig
-from guard.engine import Engine, utcnow
-from guard.kube import KubeClient
-from guard.metrics import GuardMetrics
-from guard.prometheus import PrometheusClient
-from guard.reload import ConfigReloader
-from guard.store import Store, new_replica_id
+from guard.store import new_replica_id
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +201,22 @@ async def _run_engine(
     conn: Connection,
     heartbeat: ctypes.Array[ctypes.c_double],
 ) -> None:
+    # Imported here, in the engine's process only: the API's never needs them.
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from prometheus_client import generate_latest
+
+    from guard import heap
+    from guard.alert_sender import AlertSender
+    from guard.auth import TokenBook
+    from guard.clock import utcnow
+    from guard.engine import Engine
+    from guard.kube import KubeClient
+    from guard.metrics import GuardMetrics
+    from guard.prometheus import PrometheusClient
+    from guard.reload import ConfigReloader
+    from guard.store import Store
+
+    heap.settle()
     loop = asyncio.get_running_loop()
     # Kubernetes calls run in threads; the default pool (cores + 4) would make a tick over many
     # rollouts wait in line.
@@ -227,7 +233,23 @@ async def _run_engine(
     )
     sender = AlertSender(store.outbox, config.alerts, clock=utcnow, metrics=metrics)
     scheduler = AsyncIOScheduler()
+    running: set[asyncio.Task[Any]] = set()
 
+    def finished_at_stop(job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        """A run under way at `stop` finishes (see below): APScheduler would cancel it."""
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            running.add(task)
+            try:
+                await job()
+            finally:
+                running.discard(task)
+
+        return run
+
+    @finished_at_stop
     async def tick() -> None:
         heartbeat[0] = time.time()
         await engine.tick()
@@ -236,7 +258,7 @@ async def _run_engine(
     every = {"trigger": "interval", "max_instances": 1, "coalesce": True}
     scheduler.add_job(tick, seconds=config.scheduler.tick_seconds, next_run_time=utcnow(), **every)
     scheduler.add_job(  # its own job: a slow receiver never delays a tick
-        sender.run_once,
+        finished_at_stop(sender.run_once),
         seconds=config.alerts.delivery.poll_seconds,
         next_run_time=utcnow(),
         **every,
@@ -252,7 +274,9 @@ async def _run_engine(
 
         reloader = ConfigReloader(config_path, config, apply=apply, store=store, clock=utcnow)
         loop.add_signal_handler(signal.SIGHUP, reloader.request)
-        scheduler.add_job(reloader.run_once, seconds=config.scheduler.tick_seconds, **every)
+        scheduler.add_job(
+            finished_at_stop(reloader.run_once), seconds=config.scheduler.tick_seconds, **every
+        )
         log.info("watching %s for config changes (and SIGHUP)", config_path)
     else:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -278,6 +302,12 @@ async def _run_engine(
     try:
         await stopped.wait()
     finally:
+        # A tick cut short is safe (its writes are transactions, its actions repeated at the
+        # next start) but logged as failed; let it finish, within most of the API's patience.
+        scheduler.pause()
+        await asyncio.sleep(0)  # a run the scheduler has just started takes its first step
+        if running:
+            await asyncio.wait(running, timeout=STOP_SECONDS / 2)
         scheduler.shutdown(wait=False)
         await asyncio.to_thread(store.release, replica_id)  # others take over now
         await sender.close()

@@ -12,16 +12,16 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 
 from guard import cluster as cl
 from guard.backoff import backoff_seconds
 from guard.config import KubernetesConfig
+
+if TYPE_CHECKING:  # the client itself is imported by `KubeClient`: see its docstring
+    from kubernetes.client.exceptions import ApiException
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 ROLLOUT_ANNOTATION = "deploy-guard.io/rollout-id"
@@ -148,6 +148,14 @@ class KubeClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        # Imported here: the client (about 35 MB of modules) is needed only where a KubeClient is
+        # made, and the API's process, which imports this module's snapshots, makes none until
+        # a route needs one.
+        from kubernetes import client as k8s
+        from kubernetes import config as k8s_config
+        from kubernetes.client.exceptions import ApiException
+
+        self._api_exception = ApiException
         settings = k8s.Configuration()
         if config.kubeconfig is None:
             k8s_config.load_incluster_config(client_configuration=settings)  # type: ignore[no-untyped-call]
@@ -483,7 +491,7 @@ class KubeClient:
             self.calls += 1
             try:
                 return call()
-            except ApiException as exc:
+            except self._api_exception as exc:
                 retryable = _retryable(exc)
                 if not retryable or attempt > self._retries:
                     raise KubeError(

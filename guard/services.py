@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fastapi import Request
 
@@ -20,7 +21,6 @@ class Services:
 
     config: GuardConfig
     store: Store
-    kube: KubeClient
     metrics: GuardMetrics
     """What the API observes itself (incidents' time to restore); the engine has its own."""
     engine: EngineProcess | None
@@ -28,6 +28,12 @@ class Services:
 
     def __post_init__(self) -> None:
         self.handoffs = Handoffs(self.store)
+
+    @cached_property
+    def kube(self) -> KubeClient:
+        """Made at the first route that reads the cluster: the Kubernetes client is 35 MB of
+        modules that the API's process otherwise never loads (the engine's has its own)."""
+        return KubeClient(self.config.kubernetes)
 
 
 async def get_services(request: Request) -> Services:

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from guard import dashboard, dora, report
 from guard.auth import Operator, Reader
-from guard.engine import utcnow
+from guard.clock import utcnow
 from guard.errors import ERRORS
 from guard.records import (
     Incident,

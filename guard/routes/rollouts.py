@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Resp
 from starlette.concurrency import run_in_threadpool
 
 from guard.auth import Controller, Deployer, Principal, Reader
-from guard.engine import utcnow
+from guard.clock import utcnow
 from guard.errors import ERRORS
 from guard.models import (
     ControlCommand,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from guard.audit import AuditAction
 from guard.auth import Operator, Reader
-from guard.engine import utcnow
+from guard.clock import utcnow
 from guard.errors import ERRORS
 from guard.kube import DeploymentSnapshot
 from guard.models import RestoreRequest, RolloutRequest, RolloutView
