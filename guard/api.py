@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from guard import __version__
-from guard.auth import Authentication, TokenBook
+from guard.auth import Authentication
 from guard.body_limit import BodyLimit
 from guard.config import GuardConfig
 from guard.engine_process import EngineProcess
@@ -21,6 +21,7 @@ from guard.metrics import GuardMetrics
 from guard.routes import ROUTERS
 from guard.services import Services
 from guard.store import Store
+from guard.tokens import TokenBook
 
 log = logging.getLogger(__name__)
 

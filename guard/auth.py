@@ -17,111 +17,26 @@ it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import TypeAdapter, ValidationError
 
-from guard.config import AuthConfig, ConfigError, TokenConfig
 from guard.models import Scope
+from guard.tokens import Principal, TokenBook
 
-TOKEN_PREFIX = "dg_"
 COOKIE = "guard_token"
 COOKIE_MAX_AGE_SECONDS = 8 * 3600
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/dashboard/login", "/dashboard/logout"}
 )
 MAX_TOKEN_LENGTH = 256
-IMPLIED: dict[Scope, frozenset[Scope]] = {
-    Scope.DEPLOY: frozenset({Scope.DEPLOY, Scope.READ}),
-    Scope.OPERATE: frozenset({Scope.OPERATE, Scope.READ}),
-    Scope.READ: frozenset({Scope.READ}),
-}
-
 ASGIScope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
-
-
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: the token's name and everything its scopes grant."""
-
-    name: str
-    scopes: frozenset[Scope]
-
-    def can(self, scope: Scope) -> bool:
-        return scope in self.scopes
-
-
-class TokenBook:
-    """Every configured token, looked up by hash."""
-
-    def __init__(self, tokens: list[TokenConfig]) -> None:
-        names = [t.name for t in tokens]
-        duplicate = next((n for n in names if names.count(n) > 1), None)
-        if duplicate is not None:
-            raise ConfigError([f"auth: the token name {duplicate!r} is used twice"])
-        self._entries = [
-            (
-                t.sha256,
-                Principal(t.name, frozenset(s for scope in t.scopes for s in IMPLIED[scope])),
-            )
-            for t in tokens
-        ]
-
-    @classmethod
-    def from_config(cls, config: AuthConfig) -> TokenBook:
-        """The config's tokens plus those of `tokens_file`, which is read once, now."""
-        return cls([*config.tokens, *read_tokens_file(config.tokens_file)])
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def authenticate(self, token: str) -> Principal | None:
-        digest = token_digest(token)
-        found = None
-        for stored, principal in self._entries:  # no early exit: constant work per lookup
-            if hmac.compare_digest(stored, digest):
-                found = principal
-        return found
-
-
-def read_tokens_file(path: Path | None) -> list[TokenConfig]:
-    if path is None:
-        return []
-    where = f"auth.tokens_file ({path})"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except OSError as exc:
-        raise ConfigError([f"{where}: cannot read: {exc.strerror}"]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{where}: not valid YAML: {exc}"]) from exc
-    try:
-        return TypeAdapter(list[TokenConfig]).validate_python(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            [f"{where}[{']['.join(map(str, e['loc']))}]: {e['msg']}" for e in exc.errors()]
-            + [f"{where}: expected a list of {{name, sha256, scopes}}"]
-        ) from exc
 
 
 def bearer_token(scope: ASGIScope) -> str | None:

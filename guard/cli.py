@@ -112,8 +112,8 @@ def token_create(
     name: Annotated[str, typer.Option(help="Who the token is; shown in the audit log")],
 ) -> None:
     """Print a new token once, and the config entry holding only its hash."""
-    from guard.auth import new_token, token_digest
     from guard.config import TokenConfig
+    from guard.tokens import new_token, token_digest
 
     token = new_token()
     try:

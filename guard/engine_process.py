@@ -207,7 +207,6 @@ async def _run_engine(
 
     from guard import heap
     from guard.alert_sender import AlertSender
-    from guard.auth import TokenBook
     from guard.clock import utcnow
     from guard.engine import Engine
     from guard.kube import KubeClient
@@ -215,6 +214,7 @@ async def _run_engine(
     from guard.prometheus import PrometheusClient
     from guard.reload import ConfigReloader
     from guard.store import Store
+    from guard.tokens import TokenBook
 
     heap.settle()
     loop = asyncio.get_running_loop()

@@ -25,10 +25,10 @@ from typing import Any
 from alerts.base import AlertKind
 from alerts.events import config_event
 from guard.audit import AuditAction
-from guard.auth import TokenBook
 from guard.config import ConfigError, GuardConfig, load_config
 from guard.outbox import RoutedAlert
 from guard.store import Store
+from guard.tokens import TokenBook
 
 log = logging.getLogger("guard.reload")
 

@@ -12,8 +12,9 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from guard.auth import COOKIE, COOKIE_MAX_AGE_SECONDS, MAX_TOKEN_LENGTH, TokenBook, login_page
+from guard.auth import COOKIE, COOKIE_MAX_AGE_SECONDS, MAX_TOKEN_LENGTH, login_page
 from guard.models import Scope
+from guard.tokens import TokenBook
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 

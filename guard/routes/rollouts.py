@@ -23,7 +23,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from guard.auth import Controller, Deployer, Principal, Reader
+from guard.auth import Controller, Deployer, Reader
 from guard.clock import utcnow
 from guard.errors import ERRORS
 from guard.models import (
@@ -36,6 +36,7 @@ from guard.models import (
 )
 from guard.services import Services, get_services
 from guard.store import Conflict, NotFound, Submission, read_store
+from guard.tokens import Principal
 from strategies.registry import STRATEGIES
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], responses=ERRORS)

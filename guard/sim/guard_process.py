@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from guard.auth import new_token, token_digest
+from guard.tokens import new_token, token_digest
 
 TERMINAL = ("promoted", "rolled_back", "aborted", "failed", "refused")
 ADMIN = "guard-process"

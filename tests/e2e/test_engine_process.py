@@ -21,11 +21,11 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from guard.auth import new_token, token_digest
 from guard.config import load_config
 from guard.sim.guard_process import GuardProcess
 from guard.sim.stack import SimulatedStack
 from guard.store import Store
+from guard.tokens import new_token, token_digest
 
 from .conftest import GOOD, submit
 

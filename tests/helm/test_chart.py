@@ -87,7 +87,7 @@ def test_secret_env_overrides_the_config_as_guard_serve_reads_it(tmp_path: Path)
 
 
 def test_token_hashes_reach_the_guard_through_the_secret(tmp_path: Path) -> None:
-    from guard.auth import TokenBook, token_digest
+    from guard.tokens import TokenBook, token_digest
 
     tokens = f"[{{name: ci, sha256: {token_digest('dg_ci')}, scopes: [deploy]}}]"
     rendered = render({"secret": {"env": {"GUARD_AUTH__TOKENS": tokens}}})

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from guard.api import create_app
-from guard.auth import token_digest
 from guard.config import parse_config
+from guard.tokens import token_digest
 
 KUBECONFIG = """
 apiVersion: v1

@@ -11,10 +11,10 @@ import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from guard.auth import TokenBook, token_digest
 from guard.cli import app as cli
 from guard.config import AuthConfig, ConfigError, parse_config
 from guard.models import Scope
+from guard.tokens import TokenBook, token_digest
 
 SECRETS = {
     name: f"dg_{name}-token-for-tests-".ljust(48, "0")
