@@ -106,14 +106,18 @@ class EngineProcess:
             log.error("config reload not requested: %s", exc)
 
     def problem(self, now: float | None = None) -> str | None:
-        """Why the engine cannot do its work, or None: it has exited, or a tick has run for
-        longer than `stale_after` seconds (wedged on a call that never returns)."""
+        """Why the engine cannot do its work, or None: it has exited, it has not finished its
+        first tick (which registers this replica: a guard that took hand-offs before then
+        left them all to the other replicas), or a tick has run for longer than `stale_after`
+        seconds (wedged on a call that never returns)."""
         if not self._process.is_alive():
             return f"engine stopped (exit code {self._process.exitcode})"
         started, finished = self._heartbeat[0], self._heartbeat[1]
         running = (now or time.time()) - started
         if started > finished and running > self.stale_after:
             return f"engine: a tick has run for {running:.0f} s"
+        if not finished:
+            return "engine starting: no tick has finished yet"
         return None
 
     @property

@@ -88,3 +88,12 @@ def test_an_engine_that_has_stopped_is_reported(engine: EngineProcess) -> None:
     assert engine.stop() == 0
 
     assert engine.problem(now=NOW) == "engine stopped (exit code 0)"
+
+
+def test_an_engine_before_its_first_tick_finishes_is_not_ready(engine: EngineProcess) -> None:
+    """Its first tick registers the replica: a guard taking hand-offs before it, beside another
+    replica already ticking, left every rollout to that one."""
+    engine._heartbeat[0] = NOW - 1  # the first tick has started
+    engine._heartbeat[1] = 0
+
+    assert engine.problem(now=NOW) == "engine starting: no tick has finished yet"
