@@ -2,10 +2,11 @@
 
 A Python process computes on one core at a time. Sharing one, a tick's work on hundreds of new
 rollouts held hand-offs up (500 a second: p99 65-230 ms), and a busy API could hold up a tick's
-rollback decisions; now each has its own interpreter. `guard serve` forks the engine before the
-API starts, so the fork copies no thread or event loop and the child shares start-up's imports
-copy-on-write. They share the store (SQLite serializes the two processes' writers, see
-`Store._writing`), a pipe and a shared-memory heartbeat:
+rollback decisions; now each has its own interpreter. `guard serve` forks the engine right
+after reading its config, before any thread or event loop starts, and before the heavy imports:
+a page either process writes after the fork is copied (Python writes the objects it only reads,
+their reference counts), so each imports only what it runs. They share the store (the two
+processes' writers take turns, see `Store._writing`), a pipe and a shared-memory heartbeat:
 
 - API -> engine: `metrics` (its exposition, answered in order), `reload` (SIGHUP), `stop`;
 - engine -> API: `metrics` answers, and `config` after each reload, so routes and tokens follow;
