@@ -31,13 +31,19 @@ def guard_config(stack: SimulatedStack, tmp_path: Path) -> Path:
 
 
 def _wait_decisions(
-    guard: GuardProcess, rollout_id: str, matches: Any, count: int, timeout: float = 60
+    guard: GuardProcess,
+    rollout_id: str,
+    matches: Any,
+    count: int,
+    timeout: float = 60,
+    state: str | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     with guard.client() as client:
         while time.monotonic() < deadline:
             rollout: dict[str, Any] = client.get(f"/v1/rollouts/{rollout_id}").json()
-            if sum(1 for d in rollout["decisions"] if matches(d)) >= count:
+            decided = sum(1 for d in rollout["decisions"] if matches(d)) >= count
+            if decided and state in (None, rollout["state"]):
                 return rollout
             time.sleep(0.2)
     raise TimeoutError(f"fewer than {count} matching decisions: {rollout}")
@@ -88,8 +94,9 @@ def _assert_hold_alerted_once(guard: GuardProcess, rollout_id: str) -> None:
 
 def test_guard_killed_mid_rollout_resumes_it(stack: SimulatedStack, guard: GuardProcess) -> None:
     rollout_id = submit(guard, GOOD)["id"]
-    before = _wait_decisions(guard, rollout_id, lambda d: True, 1)
-    assert before["state"] == "progressing"
+    # The pre-flight's decision is stored a moment before the rollout starts; the engine is
+    # another process, so a read can fall between the two.
+    before = _wait_decisions(guard, rollout_id, lambda d: True, 1, state="progressing")
 
     guard.kill()
     guard.start()
