@@ -264,8 +264,10 @@ def test_a_coroutine_cancelled_while_another_process_holds_the_lock_leaves_it_fr
         with lock:
             in_a_thread.set()
 
-    threading.Thread(target=take_in_a_thread, daemon=True).start()
+    taker = threading.Thread(target=take_in_a_thread, daemon=True)
+    taker.start()
     assert in_a_thread.wait(TIMEOUT), "the loop's thread kept the lock"
+    taker.join(TIMEOUT)  # out of its block, so the file is free again
     assert entered == []
     assert not locked(path)
     lock.close()
