@@ -79,7 +79,16 @@ class EngineProcess:
 
     def _run_child(self, config_path: Path | None) -> None:
         self._conn.close()  # so that the API's death ends the pipe here
-        _engine_main(self.config, config_path, self.replica_id, self._child_conn, self._heartbeat)
+        _die_with_parent()
+        # Ctrl-C reaches the whole process group; the API stops the engine in order.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import uvloop
+
+        uvloop.run(
+            _run_engine(
+                self.config, config_path, self.replica_id, self._child_conn, self._heartbeat
+            )
+        )
 
     def attach(self, on_config: Callable[[GuardConfig], None], on_exit: Callable[[], None]) -> None:
         """Listen on the running loop: new configs go to `on_config`; `on_exit` runs if the
@@ -172,21 +181,6 @@ class EngineProcess:
                 answer.set_result(payload)
         elif kind == "config" and self._on_config is not None:
             self._on_config(payload)
-
-
-def _engine_main(
-    config: GuardConfig,
-    config_path: Path | None,
-    replica_id: str,
-    conn: Connection,
-    heartbeat: ctypes.Array[ctypes.c_double],
-) -> None:
-    _die_with_parent()
-    # Ctrl-C reaches the whole process group; the API stops the engine in order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import uvloop
-
-    uvloop.run(_run_engine(config, config_path, replica_id, conn, heartbeat))
 
 
 def _die_with_parent() -> None:
