@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import logging
 import multiprocessing
 import os
@@ -74,6 +75,10 @@ class EngineProcess:
 
     def start(self) -> None:
         """Fork the engine; call before any thread or event loop starts in this process."""
+        # What exists now is shared by both processes; frozen, neither one's collector writes
+        # to (and so copies) its pages.
+        gc.collect()
+        gc.freeze()
         self._process.start()
         self._child_conn.close()
 
