@@ -28,6 +28,14 @@ ROLLOUT_ANNOTATION = "deploy-guard.io/rollout-id"
 HASH_LABEL = "pod-template-hash"
 #: Objects per page of a LIST (client-go's pager and kubectl ask for 500 too).
 LIST_PAGE = 500
+#: The collections the guard reads and writes, as the API server serves them.
+DEPLOYMENTS = "/apis/apps/v1/namespaces/{namespace}/deployments"
+REPLICA_SETS = "/apis/apps/v1/namespaces/{namespace}/replicasets"
+SERVICES = "/api/v1/namespaces/{namespace}/services"
+HTTPROUTES = (
+    f"/apis/{cl.HTTPROUTE_GROUP}/{cl.HTTPROUTE_VERSION}/namespaces/{{namespace}}/"
+    f"{cl.HTTPROUTE_PLURAL}"
+)
 
 T = TypeVar("T")
 
@@ -139,6 +147,11 @@ class KubeClient:
     read-modify-write (`set_route_weights`) reads again inside its retried unit. 409
     AlreadyExists on a create is final here; the caller updates the existing object instead.
     What still fails is raised as `KubeError`; the engine decides how long to keep trying.
+
+    Requests go through the client's `ApiClient` (its kubeconfig and in-cluster auth, TLS,
+    URL encoding and REST layer), not its typed APIs (`AppsV1Api` and the rest): since client
+    37 those check every call's arguments against pydantic models, and building the models of
+    the three APIs the guard used cost each process 26 MB, for answers it reads as JSON.
     """
 
     def __init__(
@@ -148,7 +161,7 @@ class KubeClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        # Imported here: the client (about 35 MB of modules) is needed only where a KubeClient is
+        # Imported here: the client (about 12 MB of modules) is needed only where a KubeClient is
         # made, and the API's process, which imports this module's snapshots, makes none until
         # a route needs one.
         from kubernetes import client as k8s
@@ -168,10 +181,7 @@ class KubeClient:
         # urllib3 would silently retry timeouts 3 times per attempt; the loop in `_call` is the
         # one place that retries, so its bound is the real one.
         settings.retries = False
-        api_client = k8s.ApiClient(settings)
-        self._apps = k8s.AppsV1Api(api_client)
-        self._core = k8s.CoreV1Api(api_client)
-        self._custom = k8s.CustomObjectsApi(api_client)
+        self._api = k8s.ApiClient(settings)
         self._timeout = config.request_timeout_seconds
         self._retries = config.retry_attempts
         self._backoff = config.retry_initial_backoff_seconds
@@ -181,11 +191,7 @@ class KubeClient:
 
     def read_deployment(self, namespace: str, name: str) -> DeploymentSnapshot | None:
         try:
-            raw = self._json(
-                lambda: self._apps.read_namespaced_deployment(
-                    name, namespace, _preload_content=False, _request_timeout=self._timeout
-                )
-            )
+            raw = self._call(lambda: self._request("GET", DEPLOYMENTS, namespace, name))
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -193,12 +199,9 @@ class KubeClient:
         selector = ",".join(
             f"{k}={v}" for k, v in raw["spec"]["selector"].get("matchLabels", {}).items()
         )
-        replica_sets = self._json(
-            lambda: self._apps.list_namespaced_replica_set(
-                namespace,
-                label_selector=selector,
-                _preload_content=False,
-                _request_timeout=self._timeout,
+        replica_sets = self._call(
+            lambda: self._request(
+                "GET", REPLICA_SETS, namespace, query=[("labelSelector", selector)]
             )
         )
         owned = [
@@ -221,12 +224,12 @@ class KubeClient:
         whole listings, parsed, were the largest part of a tick's memory.
         """
         deployments = self._list(
-            self._apps.list_namespaced_deployment,
+            DEPLOYMENTS,
             namespace,
             lambda raw: (raw["metadata"]["uid"], _deployment_snapshot(raw, [])),
         )
         replica_sets = self._list(
-            self._apps.list_namespaced_replica_set,
+            REPLICA_SETS,
             namespace,
             lambda raw: (_owners(raw), _replica_set_snapshot(raw)),
         )
@@ -240,11 +243,7 @@ class KubeClient:
             namespace=namespace, deployments={d.name: d for _, d in deployments}
         )
         if services:
-            listed = self._list(
-                self._core.list_namespaced_service,
-                namespace,
-                cl.service_snapshot,
-            )
+            listed = self._list(SERVICES, namespace, cl.service_snapshot)
             snapshot.services.update({s.name: s for s in listed})
         if httproutes:
             snapshot.httproutes.update(
@@ -307,11 +306,7 @@ class KubeClient:
             },
         }
         try:
-            self._call(
-                lambda: self._apps.create_namespaced_deployment(
-                    namespace, body, _preload_content=False, _request_timeout=self._timeout
-                )
-            )
+            self._call(lambda: self._request("POST", DEPLOYMENTS, namespace, body=body))
         except KubeError as exc:
             if exc.status != 409:
                 raise
@@ -327,23 +322,15 @@ class KubeClient:
     def delete_deployment(self, namespace: str, name: str) -> None:
         """Delete with its ReplicaSets and pods; already gone is done."""
         self._ignore_404(
-            lambda: self._apps.delete_namespaced_deployment(
-                name,
-                namespace,
-                propagation_policy="Background",
-                _preload_content=False,
-                _request_timeout=self._timeout,
+            lambda: self._request(
+                "DELETE", DEPLOYMENTS, namespace, name, query=[("propagationPolicy", "Background")]
             )
         )
 
     def set_service_selector(self, namespace: str, name: str, selector: dict[str, str]) -> None:
         """Replace the selector whole, in one update: traffic moves all at once."""
         body = [{"op": "replace", "path": "/spec/selector", "value": selector}]
-        self._call(
-            lambda: self._core.patch_namespaced_service(
-                name, namespace, body, _preload_content=False, _request_timeout=self._timeout
-            )
-        )
+        self._call(lambda: self._request("PATCH", SERVICES, namespace, name, body=body))
 
     def apply_service(
         self, namespace: str, name: str, selector: dict[str, str], ports_from: str
@@ -363,22 +350,14 @@ class KubeClient:
             },
         }
         try:
-            self._call(
-                lambda: self._core.create_namespaced_service(
-                    namespace, body, _preload_content=False, _request_timeout=self._timeout
-                )
-            )
+            self._call(lambda: self._request("POST", SERVICES, namespace, body=body))
         except KubeError as exc:
             if exc.status != 409:
                 raise
             self.set_service_selector(namespace, name, selector)
 
     def delete_service(self, namespace: str, name: str) -> None:
-        self._ignore_404(
-            lambda: self._core.delete_namespaced_service(
-                name, namespace, _preload_content=False, _request_timeout=self._timeout
-            )
-        )
+        self._ignore_404(lambda: self._request("DELETE", SERVICES, namespace, name))
 
     def set_route_weights(
         self, namespace: str, name: str, stable: str, weights: dict[str, int]
@@ -392,40 +371,21 @@ class KubeClient:
             route = self._get_route(namespace, name)
             rules = cl.reweighted_rules(route["spec"].get("rules") or [], stable, weights)
             route["spec"]["rules"] = rules
-            return self._custom.replace_namespaced_custom_object(
-                cl.HTTPROUTE_GROUP, cl.HTTPROUTE_VERSION, namespace, cl.HTTPROUTE_PLURAL, name,
-                route, _request_timeout=self._timeout,
-            )  # fmt: skip
+            return self._request("PUT", HTTPROUTES, namespace, name, body=route)
 
         self._call(update)
 
     def _read_service(self, namespace: str, name: str) -> cl.ServiceSnapshot:
-        raw = self._json(
-            lambda: self._core.read_namespaced_service(
-                name, namespace, _preload_content=False, _request_timeout=self._timeout
-            )
-        )
+        raw = self._call(lambda: self._request("GET", SERVICES, namespace, name))
         return cl.service_snapshot(raw)
 
     def _get_route(self, namespace: str, name: str) -> dict[str, Any]:
-        route: Any = self._custom.get_namespaced_custom_object(
-            cl.HTTPROUTE_GROUP, cl.HTTPROUTE_VERSION, namespace, cl.HTTPROUTE_PLURAL, name,
-            _request_timeout=self._timeout,
-        )  # fmt: skip
-        return dict(route)
+        return self._request("GET", HTTPROUTES, namespace, name)
 
     def _list_routes(self, namespace: str) -> list[dict[str, Any]]:
         """HTTPRoutes of a namespace; none when the Gateway API is not installed (404)."""
         try:
-            listed: Any = self._call(
-                lambda: self._custom.list_namespaced_custom_object(
-                    cl.HTTPROUTE_GROUP,
-                    cl.HTTPROUTE_VERSION,
-                    namespace,
-                    cl.HTTPROUTE_PLURAL,
-                    _request_timeout=self._timeout,
-                )
-            )
+            listed = self._call(lambda: self._request("GET", HTTPROUTES, namespace))
         except KubeError as exc:
             if exc.status == 404:
                 return []
@@ -435,7 +395,7 @@ class KubeClient:
 
     def _list(
         self,
-        list_namespaced: Callable[..., Any],
+        collection: str,
         namespace: str,
         convert: Callable[[dict[str, Any]], T],
     ) -> list[T]:
@@ -451,13 +411,10 @@ class KubeClient:
             token: str | None = None
             try:
                 while True:
-                    page = self._json(
-                        lambda token=token: list_namespaced(  # type: ignore[misc]
-                            namespace,
-                            limit=LIST_PAGE,
-                            _continue=token,
-                            _preload_content=False,
-                            _request_timeout=self._timeout,
+                    query = [("limit", LIST_PAGE)] + ([("continue", token)] if token else [])
+                    page = self._call(
+                        lambda query=query: self._request(  # type: ignore[misc]
+                            "GET", collection, namespace, query=query
                         )
                     )
                     converted.extend(convert(item) for item in page.get("items") or [])
@@ -476,15 +433,44 @@ class KubeClient:
             if exc.status != 404:
                 raise
 
-    def _patch(self, namespace: str, name: str, body: Any) -> Any:
-        return self._apps.patch_namespaced_deployment(
-            name, namespace, body, _preload_content=False, _request_timeout=self._timeout
-        )
+    def _patch(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        return self._request("PATCH", DEPLOYMENTS, namespace, name, body=body)
 
-    def _json(self, call: Callable[[], Any]) -> dict[str, Any]:
-        response = self._call(call)
-        data: dict[str, Any] = orjson.loads(response.data)
-        return data
+    def _request(
+        self,
+        method: str,
+        collection: str,
+        namespace: str,
+        name: str | None = None,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+    ) -> dict[str, Any]:
+        """One request for a collection of a namespace, or for the object `name` in it; the
+        answer parsed. A status other than 2xx raises the client's `ApiException` (`_call`
+        decides whether to ask again), as its typed methods do."""
+        path_params = {"namespace": namespace}
+        if name is not None:
+            collection += "/{name}"
+            path_params["name"] = name
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = _content_type(method, body)
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=collection,
+            path_params=path_params,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*request, _request_timeout=self._timeout)
+        data = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            raise self._api_exception(http_resp=response)
+        parsed: dict[str, Any] = orjson.loads(data)
+        return parsed
 
     def _call(self, call: Callable[[], T]) -> T:
         for attempt in range(1, self._retries + 2):
@@ -504,6 +490,16 @@ class KubeClient:
                 backoff_seconds(attempt, initial=self._backoff, cap=5.0, jitter=self._jitter())
             )
         raise AssertionError("unreachable")
+
+
+def _content_type(method: str, body: Any) -> str:
+    """A list of operations is a JSON Patch; an object patches the way `kubectl patch` does
+    by default for built-in kinds (strategic merge); anything else is a whole object."""
+    if method != "PATCH":
+        return "application/json"
+    if isinstance(body, list):
+        return "application/json-patch+json"
+    return "application/strategic-merge-patch+json"
 
 
 def _retryable(exc: ApiException) -> bool:

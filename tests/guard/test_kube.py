@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from guard import kube as kube_module
 from guard.config import KubernetesConfig
 from guard.kube import KubeClient, KubeError
 from guard.sim.kubeapi import KubeApiSimulator
@@ -219,19 +220,22 @@ def test_a_list_whose_pages_expired_is_read_again_from_the_start(
 ) -> None:
     whole = kube.read_namespace(PAGED)
     monkeypatch.setattr("guard.kube.LIST_PAGE", 2)
-    listing = kube._apps.list_namespaced_replica_set
+    request = kube._request
     expired: list[str] = []
 
-    def compacted_after_the_first_page(namespace: str, **kwargs: Any) -> Any:
+    def compacted_after_the_first_page(
+        method: str, collection: str, namespace: str, *args: Any, **kwargs: Any
+    ) -> Any:
         """Other clients start enough lists that the server forgets this one (once)."""
-        if kwargs.get("_continue") and not expired:
+        token = dict(kwargs.get("query") or []).get("continue")
+        if collection == kube_module.REPLICA_SETS and token and not expired:
             for i in range(KEPT_LISTS):
                 params = {"limit": 1, "labelSelector": f"other notin (x{i})"}
                 httpx.get(f"{sim.base_url}{REPLICA_SETS}", params=params).raise_for_status()
-            expired.append(kwargs["_continue"])
-        return listing(namespace, **kwargs)
+            expired.append(token)
+        return request(method, collection, namespace, *args, **kwargs)
 
-    monkeypatch.setattr(kube._apps, "list_namespaced_replica_set", compacted_after_the_first_page)
+    monkeypatch.setattr(kube, "_request", compacted_after_the_first_page)
     sim.clear_requests_log()
 
     assert kube.read_namespace(PAGED) == whole
