@@ -67,7 +67,24 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Add an entry to the caller's transaction."""
-    entry = {
+    insert_rows(
+        session,
+        AuditRow,
+        [entry(at=at, actor=actor, action=action, target=target, reason=reason, details=details)],
+    )
+
+
+def entry(
+    *,
+    at: datetime,
+    actor: str,
+    action: AuditAction,
+    target: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An entry's row, for a caller that writes several at once."""
+    return {
         "at": at,
         "actor": actor[:128],
         "action": action.value,
@@ -75,7 +92,6 @@ def record(
         "reason": reason[:MAX_REASON] if reason else None,
         "details": details or {},
     }
-    insert_rows(session, AuditRow, [entry])
 
 
 def entries(

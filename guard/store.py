@@ -357,21 +357,30 @@ class Store:
             request, idempotency_key, now, actor, may_supersede_others, audit_as, reason,
             leased_to, lease_seconds,
         )  # fmt: skip
+        held = _HeldRows()
         with self._writing() as session:
-            return self._submit(session, submission)
+            submitted = self._submit(session, submission, held)
+            held.write(session)
+            return submitted
 
     def submit_many(self, submissions: Sequence[Submission]) -> list[Submitted | Exception]:
         """Several hand-offs in one transaction, each answered as `submit` would answer it alone.
 
         A commit cost a third of a hand-off, and most of it wrote the same table and index pages
-        again. A `Conflict` is raised before its submission writes anything, so the others go on
-        in the same transaction; any other error undoes it, and each is then tried alone. For one
-        writer (SQLite): on PostgreSQL two replicas' batches could take advisory locks in
-        opposite orders.
+        again; the group's new rows are inserted together at its end (`_HeldRows`). A `Conflict`
+        is raised before its submission writes anything, so the others go on in the same
+        transaction; any other error undoes it, and each is then tried alone. For one writer
+        (SQLite): on PostgreSQL two replicas' batches could take advisory locks in opposite
+        orders.
         """
         try:
             with self._writing() as session:
-                return [self._submit_or_conflict(session, s) for s in submissions]
+                held = _HeldRows()
+                grouped: list[Submitted | Exception] = [
+                    self._submit_or_conflict(session, s, held) for s in submissions
+                ]
+                held.write(session)
+                return grouped
         except Exception as exc:
             if len(submissions) == 1:
                 return [exc]
@@ -380,15 +389,20 @@ class Store:
             answers += self.submit_many([submission])
         return answers
 
-    def _submit_or_conflict(self, session: Session, submission: Submission) -> Submitted | Conflict:
+    def _submit_or_conflict(
+        self, session: Session, submission: Submission, held: _HeldRows
+    ) -> Submitted | Conflict:
         try:
-            return self._submit(session, submission)
+            return self._submit(session, submission, held)
         except Conflict as exc:
             return exc
 
-    def _submit(self, session: Session, submission: Submission) -> Submitted:
+    def _submit(self, session: Session, submission: Submission, held: _HeldRows) -> Submitted:
+        """The new rollout's rows go to `held`, for the caller to write."""
         request, now = submission.request, submission.now
         idempotency_key = submission.idempotency_key
+        if idempotency_key in held.keys or (request.namespace, request.deployment) in held.targets:
+            held.write(session)  # the queries below must see them
         payload = request.model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         locks = [f"deployment/{request.namespace}/{request.deployment}"]
@@ -452,14 +466,13 @@ class Store:
                 "lease_expires_at": now + timedelta(seconds=submission.lease_seconds),
                 "fencing_token": 1,
             }
-        insert_rows(session, RolloutRow, [values])  # before its event: a foreign key
+        held.add(values, idempotency_key, (request.namespace, request.deployment))
         submitted = {"rollout_id": new_id, "at": now, "state": values["state"]}
-        insert_rows(session, EventRow, [{**submitted, "message": "submitted"}])
+        held.events.append({**submitted, "message": "submitted"})
         row = SimpleNamespace(**({column.key: None for column in _VIEWED} | values))
         if submission.actor is not None:
             superseded_id = active.id if active is not None else None
-            _audit_submit(
-                session,
+            held.audit += _audit_submit(
                 row,
                 request,
                 submission.audit_as,
@@ -1042,7 +1055,6 @@ def _queue(
 
 
 def _audit_submit(
-    session: Session,
     row: Any,
     request: RolloutRequest,
     action: audit_log.AuditAction,
@@ -1050,7 +1062,7 @@ def _audit_submit(
     reason: str | None,
     superseded_id: str | None,
     now: datetime,
-) -> None:
+) -> list[dict[str, Any]]:
     details: dict[str, Any] = {
         "service": row.service,
         "namespace": row.namespace,
@@ -1062,19 +1074,56 @@ def _audit_submit(
         details["commit_sha"] = request.commit_sha
     if superseded_id is not None:
         details["superseded"] = superseded_id
-    audit_log.record(
-        session, at=now, actor=actor, action=action, target=row.id, reason=reason, details=details
-    )
-    if request.override_freeze:
-        audit_log.record(
-            session,
-            at=now,
-            actor=actor,
-            action=audit_log.AuditAction.FREEZE_OVERRIDE,
-            target=row.id,
-            reason=request.override_freeze,
-            details={"service": row.service},
+    entries = [
+        audit_log.entry(
+            at=now, actor=actor, action=action, target=row.id, reason=reason, details=details
         )
+    ]
+    if request.override_freeze:
+        entries.append(
+            audit_log.entry(
+                at=now,
+                actor=actor,
+                action=audit_log.AuditAction.FREEZE_OVERRIDE,
+                target=row.id,
+                reason=request.override_freeze,
+                details={"service": row.service},
+            )
+        )
+    return entries
+
+
+@dataclass
+class _HeldRows:
+    """New rollouts' rows, inserted together: three statements for a group of hand-offs, not
+    three each (with the two queries, the statements were most of a hand-off's store time).
+
+    Held rows are invisible to queries, so a submission whose idempotency key or Deployment
+    matches one writes them first (`Store._submit`); any other query could not match them.
+    """
+
+    rollouts: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    targets: set[tuple[str, str]] = field(default_factory=set)  # (namespace, deployment)
+
+    def add(self, rollout: dict[str, Any], key: str | None, target: tuple[str, str]) -> None:
+        self.rollouts.append(rollout)
+        self.keys.update([key] if key is not None else [])
+        self.targets.add(target)
+
+    def write(self, session: Session) -> None:
+        for model, rows in (
+            (RolloutRow, self.rollouts),  # before their events: a foreign key
+            (EventRow, self.events),
+            (audit_log.AuditRow, self.audit),
+        ):
+            if rows:
+                insert_rows(session, model, rows)
+        self.rollouts, self.events, self.audit = [], [], []
+        self.keys.clear()
+        self.targets.clear()
 
 
 def _no_checkpoint_in_commits(connection: Any, _record: Any) -> None:

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
+from guard.audit import AuditAction
 from guard.handoff import Handoffs
 from guard.models import RolloutRequest
 from guard.store import Conflict, Store, Submission, Submitted
@@ -21,7 +23,7 @@ def submission(deployment: str, key: str | None = None, **extra: Any) -> Submiss
     request = RolloutRequest(
         namespace="shop", deployment=deployment, images={"app": f"registry/app:{deployment}"}
     )
-    return Submission(request, key, NOW, **extra)
+    return Submission(request, key, NOW, **({"actor": "ci"} | extra))
 
 
 @pytest.fixture
@@ -92,10 +94,10 @@ def test_an_unexpected_error_fails_only_its_own_hand_off(
 ) -> None:
     submit = store._submit
 
-    def failing_for_cart(session: Any, s: Submission) -> Submitted:
+    def failing_for_cart(session: Any, s: Submission, held: Any) -> Submitted:
         if s.request.deployment == "cart":
             raise RuntimeError("disk full")
-        return submit(session, s)
+        return submit(session, s, held)
 
     monkeypatch.setattr(store, "_submit", failing_for_cart)
 
@@ -126,3 +128,43 @@ def test_on_sqlite_a_hand_off_is_leased_to_the_guard_that_took_it(
     leases = store.lease("replica-a", 15, NOW)
     assert leases.fencing_tokens == {view.id: 1}  # held already: no takeover, same token
     assert [e["message"] for e in store.get(view.id).details["history"]] == ["submitted"]
+
+
+def test_a_group_inserts_its_new_rows_once_per_table(store: Store, db_url: str) -> None:
+    statements: list[str] = []
+    event.listen(
+        store.engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0])
+    )
+
+    answers = hand_off(store, *(submission(f"svc-{i}", f"key-{i}") for i in range(10)))
+
+    assert all(isinstance(a, tuple) and a[1] for a in answers)
+    # rollouts, their events, their audit entries (each submission has an actor); on
+    # PostgreSQL each hand-off is a group of its own
+    assert statements.count("INSERT") == (3 if db_url.startswith("sqlite") else 30)
+    assert len(store.audit_entries()) == 10
+    assert len(store.list_rollouts()) == 10
+
+
+def test_a_hand_off_superseding_one_of_its_own_group_sees_it(store: Store) -> None:
+    first, second = hand_off(
+        store,
+        submission("checkout", "key-1", actor="ci"),
+        Submission(
+            RolloutRequest(
+                namespace="shop",
+                deployment="checkout",
+                images={"app": "registry/app:2"},
+                supersede=True,
+            ),
+            "key-2",
+            NOW,
+            actor="ci",
+        ),
+    )
+
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    superseded = store.get(first[0].id)
+    assert superseded.pending_commands == ["abort"]
+    submitted = {e.target for e in store.audit_entries(action=AuditAction.SUBMIT)}
+    assert submitted == {first[0].id, second[0].id}
