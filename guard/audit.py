@@ -56,22 +56,9 @@ class AuditEntry(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-def record(
-    session: Session,
-    *,
-    at: datetime,
-    actor: str,
-    action: AuditAction,
-    target: str,
-    reason: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Add an entry to the caller's transaction."""
-    insert_rows(
-        session,
-        AuditRow,
-        [entry(at=at, actor=actor, action=action, target=target, reason=reason, details=details)],
-    )
+def record(session: Session, *rows: dict[str, Any]) -> None:
+    """Add entries (`entry`) to the caller's transaction."""
+    insert_rows(session, AuditRow, list(rows))
 
 
 def entry(
@@ -83,7 +70,7 @@ def entry(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An entry's row, for a caller that writes several at once."""
+    """An entry's row, as `record` writes it."""
     return {
         "at": at,
         "actor": actor[:128],

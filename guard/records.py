@@ -123,12 +123,14 @@ def record_incident(
         if actor is not None and (change.created or change.resolved_now):
             audit_log.record(
                 session,
-                at=datetime.now(UTC),
-                actor=actor,
-                action=audit_log.AuditAction.INCIDENT,
-                target=rollout_id,
-                reason=body.link,
-                details={"service": rollout.service, **body.model_dump(mode="json")},
+                audit_log.entry(
+                    at=datetime.now(UTC),
+                    actor=actor,
+                    action=audit_log.AuditAction.INCIDENT,
+                    target=rollout_id,
+                    reason=body.link,
+                    details={"service": rollout.service, **body.model_dump(mode="json")},
+                ),
             )
         return change
 

@@ -725,12 +725,14 @@ class Store:
             if actor is not None:
                 audit_log.record(
                     session,
-                    at=at,
-                    actor=actor,
-                    action=audit_log.AuditAction(command.value),
-                    target=row.id,
-                    reason=reason,
-                    details={"service": row.service, **(details or {})},
+                    audit_log.entry(
+                        at=at,
+                        actor=actor,
+                        action=audit_log.AuditAction(command.value),
+                        target=row.id,
+                        reason=reason,
+                        details={"service": row.service, **(details or {})},
+                    ),
                 )
             session.flush()  # the view reads the history with plain SQL, so no autoflush
             return _view(session.connection(), row)
@@ -749,12 +751,14 @@ class Store:
         with self._writing() as session:
             audit_log.record(
                 session,
-                at=now or datetime.now(UTC),
-                actor=actor,
-                action=action,
-                target=target,
-                reason=reason,
-                details=details,
+                audit_log.entry(
+                    at=now or datetime.now(UTC),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    reason=reason,
+                    details=details,
+                ),
             )
 
     def audit_entries(
