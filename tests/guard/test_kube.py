@@ -230,7 +230,7 @@ def test_a_list_whose_pages_expired_is_read_again_from_the_start(
         token = dict(kwargs.get("query") or []).get("continue")
         if collection == kube_module.REPLICA_SETS and token and not expired:
             for i in range(KEPT_LISTS):
-                params = {"limit": 1, "labelSelector": f"other notin (x{i})"}
+                params: dict[str, str | int] = {"limit": 1, "labelSelector": f"other notin (x{i})"}
                 httpx.get(f"{sim.base_url}{REPLICA_SETS}", params=params).raise_for_status()
             expired.append(token)
         return request(method, collection, namespace, *args, **kwargs)
@@ -245,3 +245,25 @@ def test_a_list_whose_pages_expired_is_read_again_from_the_start(
         if r.resource == "replicasets" and not r.user_agent.startswith("python-httpx")
     ]
     assert guards == [200, 410, 200, 200, 200]  # first page, its expired continuation, anew
+
+
+def test_set_images_changes_only_the_named_containers_image(
+    sim: KubeApiSimulator, kube: KubeClient
+) -> None:
+    deployment = _deployment("pair")
+    deployment["spec"]["template"]["spec"]["containers"] = [
+        {"name": "web", "image": "shop/web:1", "ports": [{"containerPort": 8080}]},
+        {"name": "proxy", "image": "shop/proxy:1"},
+    ]
+    sim.apply(deployment)
+
+    kube.set_images(NS, "pair", {"web": "shop/web:2"}, "r-pair")
+
+    found = sim.get("apps/v1", "Deployment", NS, "pair")
+    assert found is not None
+    containers = found["spec"]["template"]["spec"]["containers"]
+    assert [(c["name"], c["image"]) for c in containers] == [
+        ("web", "shop/web:2"),
+        ("proxy", "shop/proxy:1"),
+    ]
+    assert [p["containerPort"] for p in containers[0]["ports"]] == [8080]
