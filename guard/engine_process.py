@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import gc
 import logging
 import multiprocessing
 import os
@@ -35,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from guard import heap
 from guard.config import GuardConfig
 from guard.store import new_replica_id
 
@@ -76,9 +76,8 @@ class EngineProcess:
     def start(self) -> None:
         """Fork the engine; call before any thread or event loop starts in this process."""
         # What exists now is shared by both processes; frozen, neither one's collector writes
-        # to (and so copies) its pages.
-        gc.collect()
-        gc.freeze()
+        # to (and so copies) its pages. Each settles again after its own imports.
+        heap.settle()
         self._process.start()
         self._child_conn.close()
 
@@ -209,7 +208,6 @@ async def _run_engine(
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from prometheus_client import generate_latest
 
-    from guard import heap
     from guard.alert_sender import AlertSender
     from guard.clock import utcnow
     from guard.engine import Engine

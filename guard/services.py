@@ -31,7 +31,7 @@ class Services:
 
     @cached_property
     def kube(self) -> KubeClient:
-        """Made at the first route that reads the cluster: the Kubernetes client is 35 MB of
+        """Made at the first route that reads the cluster: the Kubernetes client is 12 MB of
         modules that the API's process otherwise never loads (the engine's has its own)."""
         return KubeClient(self.config.kubernetes)
 

@@ -357,11 +357,10 @@ class Store:
             request, idempotency_key, now, actor, may_supersede_others, audit_as, reason,
             leased_to, lease_seconds,
         )  # fmt: skip
-        held = _HeldRows()
-        with self._writing() as session:
-            submitted = self._submit(session, submission, held)
-            held.write(session)
-            return submitted
+        answer = self.submit_many([submission])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def submit_many(self, submissions: Sequence[Submission]) -> list[Submitted | Exception]:
         """Several hand-offs in one transaction, each answered as `submit` would answer it alone.
