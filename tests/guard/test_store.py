@@ -405,6 +405,28 @@ def test_apply_many_commits_every_transition_together_or_none(store: Store) -> N
     assert all(r.last_analysis_at == T0 for r in store.active())
 
 
+def test_apply_many_writes_each_rollouts_own_columns(store: Store) -> None:
+    a, _ = store.submit(request(deployment="a"), idempotency_key=None, now=T0)
+    b, _ = store.submit(request(deployment="b"), idempotency_key=None, now=T0)
+    finished = Transition(
+        RolloutState.ROLLED_BACK,
+        "rollback verified",
+        {},
+        message="error rate 8% > 5%",
+        outcome_reason="analysis",
+        timestamps={"finished_at": T0},
+    )
+    analysing = Transition(RolloutState.PROGRESSING, "analysing", {"k": 1})
+    store.apply_many([Applied(a.id, finished, None), Applied(b.id, analysing, T0)], now=T0)
+    rolled_back, progressing = store.get(a.id), store.get(b.id)
+    assert (rolled_back.state, rolled_back.message) == (RolloutState.ROLLED_BACK, finished.message)
+    assert rolled_back.outcome_reason == "analysis"
+    assert rolled_back.timestamps.finished_at == T0
+    assert (progressing.state, progressing.message) == (RolloutState.PROGRESSING, b.message)
+    assert (progressing.outcome_reason, progressing.timestamps.finished_at) == (None, None)
+    assert [(r.id, r.last_analysis_at) for r in store.active()] == [(b.id, T0)]
+
+
 # --- leases (several replicas) ----------------------------------------------------------------
 
 
@@ -481,8 +503,9 @@ def test_a_tick_renews_a_held_lease_once_half_of_it_has_run(shared: Store) -> No
 
     shared.claim("r1", 15, T0)
     first = expires()
-    shared.claim("r1", 15, T0 + timedelta(seconds=7))  # 8 s of 15 left: not rewritten
-    assert expires() == first
+    [still_held] = shared.claim("r1", 15, T0 + timedelta(seconds=7))  # 8 s of 15 left
+    assert expires() == first  # not rewritten, yet held with the token it was leased with
+    assert still_held.fence == Fence("r1", 1)
     shared.claim("r1", 15, T0 + timedelta(seconds=8))
     assert expires() == (T0 + timedelta(seconds=23)).isoformat()
     for second in range(9, 30):  # a live replica ticking every second never loses it
