@@ -179,6 +179,20 @@ def test_apply_stores_the_whole_transition(store: Store) -> None:
     assert active.commands == [ControlCommand.PROMOTE]
 
 
+def test_a_rollout_reads_back_its_decisions_and_history_in_order(store: Store) -> None:
+    view, _ = store.submit(request(), idempotency_key=None, now=T0)
+    moments = [T0 + timedelta(seconds=s) for s in (10, 20, 30)]
+    states = [RolloutState.PROGRESSING, RolloutState.PAUSED, RolloutState.PROGRESSING]
+    for at, state in zip(moments, states, strict=True):
+        moved = Transition(state, state.value, {}, decision=decision(at=at), message=state.value)
+        store.apply(view.id, moved, analysed_at=at, now=at)
+    stored = store.get(view.id)
+    assert [d.at for d in stored.decisions] == moments
+    history = [(h["at"], h["state"]) for h in stored.details["history"]]
+    expected = [(at.isoformat(), state.value) for at, state in zip(moments, states, strict=True)]
+    assert history == [(T0.isoformat(), "pending"), *expected]
+
+
 def test_timestamps_are_set_only_once(store: Store) -> None:
     view, _ = store.submit(request(), idempotency_key=None, now=T0)
     first_bad = T0 + timedelta(seconds=20)
