@@ -36,6 +36,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -411,19 +412,25 @@ class Store:
         locks = [f"deployment/{request.namespace}/{request.deployment}"]
         self._serialize(session, *locks, *([f"key/{idempotency_key}"] * bool(idempotency_key)))
         connection = session.connection()  # Core: ORM statements cost more than the SQL
-        if idempotency_key is not None:
-            existing = connection.execute(_BY_IDEMPOTENCY_KEY, {"key": idempotency_key}).first()
-            if existing is not None:
-                if existing.request_digest != digest:
-                    raise Conflict(
-                        f"Idempotency-Key {idempotency_key!r} was used for a different "
-                        f"request (rollout {existing.id}); use a new key for a new request"
-                    )
-                return _view(connection, existing), False
-        active = connection.execute(
-            _UNFINISHED_OF_DEPLOYMENT,
-            {"namespace": request.namespace, "deployment": request.deployment},
-        ).first()
+        target = (request.namespace, request.deployment)
+        # One statement for both questions (is this key used? is this Deployment busy?): each
+        # statement cost a hand-off about 0.1 ms of the API's CPU, most of it SQLAlchemy's.
+        found = connection.execute(
+            _BY_KEY_OR_DEPLOYMENT,
+            {"key": idempotency_key, "namespace": target[0], "deployment": target[1]},
+        ).all()
+        existing = next(
+            (r for r in found if idempotency_key and r.idempotency_key == idempotency_key), None
+        )
+        if existing is not None:
+            if existing.request_digest != digest:
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for a different "
+                    f"request (rollout {existing.id}); use a new key for a new request"
+                )
+            return _view(connection, existing), False
+        # Any other row found is an unfinished rollout of this Deployment.
+        active = next((r for r in found if (r.namespace, r.deployment) == target), None)
         new_id = str(uuid.uuid4())
         if active is not None and not request.supersede:
             raise Conflict(
@@ -988,13 +995,21 @@ _VIEWED = (
 _ROLLOUTS = Base.metadata.tables[RolloutRow.__tablename__]
 _UPDATE_BY_ID = update(_ROLLOUTS).where(_ROLLOUTS.c.id == bindparam("rollout_id"))
 _VIEWED_BY_ID = select(*_VIEWED).where(RolloutRow.id == bindparam("id"))
-_BY_IDEMPOTENCY_KEY = select(*_VIEWED, RolloutRow.request_digest).where(
-    RolloutRow.idempotency_key == bindparam("key")
-)
-_UNFINISHED_OF_DEPLOYMENT = select(RolloutRow.id, RolloutRow.state, RolloutRow.submitted_by).where(
-    RolloutRow.namespace == bindparam("namespace"),
-    RolloutRow.deployment == bindparam("deployment"),
-    _unfinished(),
+_BY_KEY_OR_DEPLOYMENT = select(
+    *_VIEWED,
+    RolloutRow.request_digest,
+    RolloutRow.idempotency_key,
+    RolloutRow.namespace,
+    RolloutRow.deployment,
+).where(
+    or_(
+        RolloutRow.idempotency_key == bindparam("key"),
+        and_(
+            RolloutRow.namespace == bindparam("namespace"),
+            RolloutRow.deployment == bindparam("deployment"),
+            _unfinished(),
+        ),
+    )
 )
 _DECISIONS_OF = (
     select(DecisionRow.body)
