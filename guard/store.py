@@ -1011,11 +1011,6 @@ _BY_KEY_OR_DEPLOYMENT = select(
         ),
     )
 )
-_DECISIONS_OF = (
-    select(DecisionRow.body)
-    .where(DecisionRow.rollout_id == bindparam("rollout_id"))
-    .order_by(DecisionRow.id)
-)
 _EVENTS_OF = (
     select(EventRow.at, EventRow.state, EventRow.message)
     .where(EventRow.rollout_id == bindparam("rollout_id"))
