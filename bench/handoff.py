@@ -20,6 +20,8 @@ Then paced: `--rate` requests a second offered for `--seconds` by an open-loop g
 (`bench.paced`) over up to `--concurrency` connections, each latency counted from when its
 request was due. That is the question the target asks (500 requests/s offered, p99 under
 50 ms); at saturation a closed loop's latency is mostly its own queue (connections / rate).
+`send_lag_p99_ms` is how late the generator itself sent them, a share of that latency that is
+the machine's and the generator's, not the guard's.
 
 `server_cpu_ms` is the guard's CPU per request while the load runs (both its processes, ticks
 that fall in it included; `api_cpu_ms` the API process's alone); for POST, `with_refusal_ms`
@@ -312,6 +314,7 @@ COLUMNS = (
     "server_cpu_ms",
     "api_cpu_ms",
     "with_refusal_ms",
+    "send_lag_p99_ms",
 )
 
 
