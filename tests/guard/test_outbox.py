@@ -75,6 +75,21 @@ def test_alerts_are_written_with_the_transition_one_delivery_per_receiver(store:
     assert store.active()[0].alert_history == [event]
 
 
+def test_a_rollouts_alert_history_is_oldest_first(store: Store) -> None:
+    first = _rolled_back(store)
+    later = [first.model_copy(update={"id": f"{first.id}-{n}"}) for n in (2, 3)]
+    for event in later:
+        store.apply(
+            first.rollout_id,
+            ROLLING_BACK,
+            analysed_at=None,
+            now=T0,
+            alerts=[RoutedAlert(event, ("pager",))],
+            alert_expiry_seconds=600,
+        )
+    assert store.active()[0].alert_history == [first, *later]
+
+
 def test_a_failed_transition_writes_no_alert(store: Store) -> None:
     with pytest.raises(NotFound):
         store.apply(

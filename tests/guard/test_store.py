@@ -585,6 +585,16 @@ def test_a_superseded_rollout_blocks_its_successor_whoever_holds_it(shared: Stor
     assert successor.blocked_by == first.id
 
 
+def test_a_finished_rollout_blocks_no_later_one(store: Store) -> None:
+    first, _ = store.submit(request(), idempotency_key=None, now=T0)
+    store.apply(
+        first.id, Transition(RolloutState.PROMOTED, "promoted", {}), analysed_at=None, now=T0
+    )
+    second, _ = store.submit(request(), idempotency_key=None, now=T0 + timedelta(seconds=1))
+    [pending] = store.claim("r1", 15, T0 + timedelta(seconds=1))
+    assert (pending.id, pending.blocked_by) == (second.id, None)
+
+
 def test_concurrent_claims_never_lease_a_rollout_twice(postgres: PostgresServer) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
