@@ -632,11 +632,16 @@ class Store:
             )
         # What this replica holds now, with the tokens just committed, read without the writer
         # lock (a thousand rows of it held hand-offs up at every tick). Only this replica
-        # changes a lease it holds before it expires, and none expires for half a lease yet.
+        # changes a lease it holds before it expires; one that expired and was not renewed
+        # (another replica's claim had it locked) may be changing hands.
         with self._session() as session:
             held = session.execute(
                 select(RolloutRow.id, RolloutRow.fencing_token)
-                .where(_unfinished(), RolloutRow.lease_owner == replica_id)
+                .where(
+                    _unfinished(),
+                    RolloutRow.lease_owner == replica_id,
+                    RolloutRow.lease_expires_at > now,
+                )
                 .order_by(RolloutRow.submitted_at, RolloutRow.id)
             )
             fences = {rollout_id: token or 0 for rollout_id, token in held}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from guard.db import engine_url
 from guard.models import (
@@ -497,6 +497,18 @@ def test_an_expired_lease_is_taken_over_with_a_higher_token(shared: Store) -> No
     assert shared.get(view.id).state is RolloutState.PENDING
     shared.apply(view.id, moved, analysed_at=None, now=T0, fence=taken.fence)
     assert shared.get(view.id).state is RolloutState.PROGRESSING
+
+
+def test_an_expired_lease_being_taken_over_is_not_handed_back(shared: Store) -> None:
+    view, _ = shared.submit(request(), idempotency_key=None, now=T0)
+    shared.claim("r1", 15, T0)
+    with shared.engine.connect() as other_claim:  # r2's claim holds the row, not yet committed
+        other_claim.execute(
+            text("SELECT id FROM rollouts WHERE id = :id FOR UPDATE"), {"id": view.id}
+        )
+        assert shared.claim("r1", 15, T0 + timedelta(seconds=16)) == []
+    [renewed] = shared.claim("r1", 15, T0 + timedelta(seconds=17))  # the row is free again
+    assert renewed.fence == Fence("r1", 1)
 
 
 def test_renewing_keeps_the_lease_past_its_first_expiry(shared: Store) -> None:
