@@ -577,10 +577,13 @@ class Store:
             # unfinished row each tick was most of a claim's time under the writer lock. The
             # leases still fresh need no write, so they are not read here either.
             half_left = now + timedelta(seconds=lease_seconds / 2)
-            mine = session.scalar(
-                select(func.count())
-                .select_from(RolloutRow)
-                .where(_unfinished(), RolloutRow.lease_owner == replica_id)
+            mine = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(RolloutRow)
+                    .where(_unfinished(), RolloutRow.lease_owner == replica_id)
+                )
+                or 0
             )
             to_write = or_(
                 RolloutRow.lease_owner.is_(None),
@@ -599,7 +602,6 @@ class Store:
                 .order_by(RolloutRow.submitted_at, RolloutRow.id)
                 .with_for_update(skip_locked=True)
             ).all()
-            mine = mine or 0
             taken: list[Any] = []
             for row in candidates:
                 if row.lease_owner is None:
@@ -866,8 +868,8 @@ def _view(
     """The API's view of a rollout: `row` is a `RolloutRow` or a row of `_VIEWED`.
 
     `new` is the request and history of a rollout created in this transaction: it has no
-    decisions and nothing else to read back, which spares a hand-off two queries and a
-    validation of the request it was just given.
+    decisions and nothing else to read back, which spares a hand-off a query and a validation
+    of the request it was just given.
     """
     decision_bodies: list[dict[str, Any]] = []
     history: list[Any] = []
