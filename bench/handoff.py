@@ -23,6 +23,10 @@ request was due. That is the question the target asks (500 requests/s offered, p
 `send_lag_p99_ms` is how late the generator itself sent them, a share of that latency that is
 the machine's and the generator's, not the guard's.
 
+`lock_api_pct` and `lock_engine_pct` are the share of the load's time each of the guard's
+processes held the store's writer lock (from its `/metrics`): every write, hand-off or tick,
+takes it in turn, so their sum is how busy the store's one writer was.
+
 `server_cpu_ms` is the guard's CPU per request while the load runs (both its processes, ticks
 that fall in it included; `api_cpu_ms` the API process's alone); for POST, `with_refusal_ms`
 runs on until the guard has refused every rollout the POSTs submitted, so it holds the whole
@@ -46,6 +50,7 @@ from typing import Any
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import ProcessStats, emit
 from bench.paced import http_request, paced
@@ -198,6 +203,28 @@ def _rollout_ids(client: httpx.Client) -> list[str]:
     return [rollout["id"] for rollout in response.json()]
 
 
+def _lock_held(client: httpx.Client) -> dict[str, float]:
+    """Seconds each of the guard's processes has held the store's writer lock."""
+    response = client.get("/metrics")
+    response.raise_for_status()
+    return {
+        sample.labels["process"]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        if family.name == "guard_store_writer_lock_held_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def _lock_shares(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    return {
+        f"lock_{process}_pct": round(100 * (after[process] - before.get(process, 0)) / seconds, 1)
+        for process in ("api", "engine")
+    }
+
+
 def _settled(client: httpx.Client, timeout: float = 120) -> None:
     """Wait until the guard has refused every submitted rollout (the tick's work of a POST)."""
     deadline = time.monotonic() + timeout
@@ -227,6 +254,7 @@ def _run(
         for paced_at in (None, args.rate):
             cpu = server.cpu_seconds()
             api_cpu = server.cpu_seconds(guard.pid)
+            held, started = _lock_held(client), time.monotonic()
             if paced_at is not None:
                 post = _paced_post(guard, args, f"{run}-paced")
             elif generator == "wrk":
@@ -236,6 +264,7 @@ def _run(
                 post = _httpx_post(guard.url, guard.token, args.requests, args.concurrency)
             loaded = server.cpu_seconds()
             api_loaded = server.cpu_seconds(guard.pid)
+            post |= _lock_shares(held, _lock_held(client), time.monotonic() - started)
             _settled(client)
             post["server_cpu_ms"] = round((loaded - cpu) / post["requests"] * 1000, 2)
             post["api_cpu_ms"] = round((api_loaded - api_cpu) / post["requests"] * 1000, 2)
@@ -247,6 +276,7 @@ def _run(
         for paced_at in (None, args.rate):
             cpu = server.cpu_seconds()
             api_cpu = server.cpu_seconds(guard.pid)
+            held, started = _lock_held(client), time.monotonic()
             if paced_at is not None:
                 get = _paced_get(guard, args, ids)
             elif generator == "wrk":
@@ -255,6 +285,7 @@ def _run(
                 get = _wrk(GET, guard.url, script, args.seconds, args.concurrency, workdir)
             else:
                 get = _httpx_get(guard.url, guard.token, args.requests, args.concurrency, ids)
+            get |= _lock_shares(held, _lock_held(client), time.monotonic() - started)
             get["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / get["requests"] * 1000, 2)
             api_used = server.cpu_seconds(guard.pid) - api_cpu
             get["api_cpu_ms"] = round(api_used / get["requests"] * 1000, 2)
@@ -315,6 +346,8 @@ COLUMNS = (
     "api_cpu_ms",
     "with_refusal_ms",
     "send_lag_p99_ms",
+    "lock_api_pct",
+    "lock_engine_pct",
 )
 
 

@@ -48,7 +48,9 @@ def create_app(config: GuardConfig, *, engine: EngineProcess | None = None) -> F
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="guard")
         )
         store = Store(config.store.resolved_url)
-        services = Services(config, store, GuardMetrics(), engine)
+        metrics = GuardMetrics()
+        metrics.watch_writer_lock(store.writer, process="api")
+        services = Services(config, store, metrics, engine)
         if engine is not None:
             loop = asyncio.get_running_loop()
             engine.attach(

@@ -225,6 +225,7 @@ async def _run_engine(
     loop.set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="guard"))
     store = Store(config.store.resolved_url)
     metrics = GuardMetrics()
+    metrics.watch_writer_lock(store.writer, process="engine")
     prometheus = PrometheusClient(
         config.prometheus.url,
         timeout_seconds=config.prometheus.timeout_seconds,

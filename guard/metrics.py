@@ -11,12 +11,13 @@ import logging
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from guard.dora import DEPLOYMENT_OUTCOMES, outcome_of
 from guard.models import RolloutView
 from guard.store import Store
+from guard.writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,14 @@ class GuardMetrics:
             registry=self.registry,
         )
 
+    def watch_writer_lock(self, lock: WriterLock, process: str) -> None:
+        """Export how long `process`'s writers held the store's writer lock and waited for it.
+
+        The guard's processes write through one lock, so the sum of their held time's rate is how
+        busy the store's one writer is: near 1, hand-offs queue behind ticks and the reverse.
+        """
+        self.registry.register(_WriterLockTime(lock, process))
+
     def rollouts_ended(self, store: Store, rollout_ids: Iterable[str]) -> None:
         """Observe ended rollouts, all in one call so a tick that ends many pays one thread
         hop. Never raises: the engine calls this between storing terminal transitions and
@@ -191,6 +200,32 @@ def merge_expositions(*texts: str) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(list(families.values())))
     return generate_latest(registry)
+
+
+class _WriterLockTime:
+    def __init__(self, lock: WriterLock, process: str) -> None:
+        self._lock = lock
+        self._process = process
+
+    def collect(self) -> list[Metric]:
+        time = self._lock.time
+        families = [
+            ("holds", "Times a writer took the store's writer lock.", time.holds),
+            ("held_seconds", "Time writers held the store's writer lock.", time.held_seconds),
+            (
+                "wait_seconds",
+                "Time writers waited for the store's writer lock.",
+                time.waited_seconds,
+            ),
+        ]
+        collected: list[Metric] = []
+        for name, documentation, value in families:
+            family = CounterMetricFamily(
+                f"guard_store_writer_lock_{name}", documentation, labels=["process"]
+            )
+            family.add_metric([self._process], value)
+            collected.append(family)
+        return collected
 
 
 class _Families:

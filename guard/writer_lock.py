@@ -14,6 +14,10 @@ coroutine's in a worker thread) and is woken at the release. Taking turns needs 
 a waiter holds the `gate` while it waits, so the process that just released cannot take the
 lock straight back for its next batch; polling for it, the API waited up to 230 ms while the
 engine wrote one batch after another.
+
+Each lock counts how long its process's writers held it and waited for it (`LockTime`, on the
+guard's `/metrics`): one writer at a time is the store's capacity, and the share of the time
+the lock is held says how near it the guard runs.
 """
 
 from __future__ import annotations
@@ -23,12 +27,23 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+
+@dataclass
+class LockTime:
+    """Totals since the lock was made, counted when the outermost hold starts and ends."""
+
+    holds: int = 0
+    held_seconds: float = 0.0
+    waited_seconds: float = 0.0
 
 
 class WriterLock:
@@ -39,9 +54,14 @@ class WriterLock:
     `held_on_loop`: it would re-enter their hold.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self._lock = threading.RLock()
         self._depth = 0  # guarded by _lock
+        self._clock = clock
+        self.time = LockTime()  # written under _lock
+        self._held_since = 0.0
         self._file: int | None = None
         self._gate: int | None = None
         # Where coroutines wait for another process's writer: one at a time, as this process's
@@ -64,6 +84,7 @@ class WriterLock:
         self._threads.shutdown(wait=False)
 
     def __enter__(self) -> None:
+        asked = self._clock()
         self._lock.acquire()
         if self._depth == 0 and self._file is not None:
             try:
@@ -71,7 +92,7 @@ class WriterLock:
             except BaseException:
                 self._lock.release()
                 raise
-        self._depth += 1
+        self._count_entry(asked)
 
     def __exit__(
         self,
@@ -85,6 +106,7 @@ class WriterLock:
     async def held_on_loop(self) -> AsyncIterator[None]:
         """Hold the lock on the loop's thread for a block that does not await: wait for it
         (awaiting, so the loop serves other requests meanwhile) when another has it."""
+        asked = self._clock()
         loop = asyncio.get_running_loop()
         turn = self._turns.get(loop)
         if turn is None:
@@ -119,16 +141,27 @@ class WriterLock:
                 except BaseException:
                     self._lock.release()
                     raise
-            self._depth += 1
+            self._count_entry(asked)
             try:
                 yield
             finally:
                 self._release()
 
+    def _count_entry(self, asked: float) -> None:
+        """With the lock just taken: one more level, and a new hold if it is the outermost."""
+        if self._depth == 0:
+            now = self._clock()
+            self.time.holds += 1
+            self.time.waited_seconds += now - asked
+            self._held_since = now
+        self._depth += 1
+
     def _release(self) -> None:
         self._depth -= 1
-        if self._depth == 0 and self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
+        if self._depth == 0:
+            self.time.held_seconds += self._clock() - self._held_since
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
         self._lock.release()
         with self._waiters_guard:
             waiting, self._waiters = self._waiters, []

@@ -60,6 +60,10 @@ def test_handoff_reports_both_endpoints_at_saturation_and_paced_without_failures
         assert rows[post, load]["with_refusal_ms"] >= rows[post, load]["server_cpu_ms"] >= 0
     for endpoint in (post, get):  # each request went out no later than it was answered
         assert 0 <= rows[endpoint, paced]["send_lag_p99_ms"] <= rows[endpoint, paced]["p99_ms"]
+    for load in (closed, paced):  # a hand-off writes; reading a rollout takes no writer lock
+        assert rows[post, load]["lock_api_pct"] > 0
+        assert rows[get, load]["lock_api_pct"] == 0
+        assert rows[get, load]["lock_engine_pct"] >= 0  # its ticks go on meanwhile
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk: apt-get install wrk")

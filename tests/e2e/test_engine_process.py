@@ -218,6 +218,12 @@ def test_metrics_merge_the_engines_and_the_apis_in_one_exposition(
     assert found[("guard_time_to_restore_seconds_sum", (*checkout, ("source", "incident")))] == (
         (resolved - opened).total_seconds()
     )
+    # each process's writers: the API wrote the hand-off and the incident, the engine each step
+    for process in ("api", "engine"):
+        labels = (("process", process),)
+        assert found[("guard_store_writer_lock_holds_total", labels)] >= 2
+        assert found[("guard_store_writer_lock_held_seconds_total", labels)] > 0
+        assert ("guard_store_writer_lock_wait_seconds_total", labels) in found
 
 
 def test_sigterm_stops_both_processes_and_the_engine_releases_its_leases(

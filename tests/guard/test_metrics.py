@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from guard.metrics import GuardMetrics, merge_expositions
 from guard.models import RolloutRequest, RolloutState, RolloutTimestamps, RolloutView
 from guard.store import Store
+from guard.writer_lock import LockTime, WriterLock
 
 T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -129,3 +130,32 @@ def test_two_processes_expositions_merge_into_one(monkeypatch: pytest.MonkeyPatc
     assert values[("guard_decision_latency_seconds_created", ())] == 1000
     assert values[("guard_active_rollouts", ())] == 5
     assert values[("guard_prometheus_query_errors_total", (("kind", "timeout"),))] == 4
+
+
+def test_writer_lock_time_is_exported_per_process_and_kept_apart_when_merged() -> None:
+    api_lock, engine_lock = WriterLock(), WriterLock()
+    api_lock.time = LockTime(holds=7, held_seconds=1.5, waited_seconds=0.25)
+    engine_lock.time = LockTime(holds=2, held_seconds=0.75, waited_seconds=0.5)
+    api, engine = GuardMetrics(), GuardMetrics()
+    api.watch_writer_lock(api_lock, process="api")
+    engine.watch_writer_lock(engine_lock, process="engine")
+    assert sample(api, "guard_store_writer_lock_held_seconds_total", process="api") == 1.5
+    api_lock.time.held_seconds = 2.0  # read at each scrape, not when watched
+    assert sample(api, "guard_store_writer_lock_held_seconds_total", process="api") == 2.0
+
+    merged = merge_expositions(
+        generate_latest(api.registry).decode(), generate_latest(engine.registry).decode()
+    ).decode()
+
+    values = {
+        (s.name, tuple(s.labels.items())): s.value
+        for family in text_string_to_metric_families(merged)
+        for s in family.samples
+    }
+    assert values[("guard_store_writer_lock_holds_total", (("process", "api"),))] == 7
+    assert values[("guard_store_writer_lock_holds_total", (("process", "engine"),))] == 2
+    assert values[("guard_store_writer_lock_held_seconds_total", (("process", "engine"),))] == 0.75
+    assert values[("guard_store_writer_lock_wait_seconds_total", (("process", "api"),))] == 0.25
+    assert values[("guard_store_writer_lock_wait_seconds_total", (("process", "engine"),))] == 0.5
+    api_lock.close()
+    engine_lock.close()

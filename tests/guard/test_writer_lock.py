@@ -355,3 +355,50 @@ def test_without_a_path_a_coroutine_awaits_a_thread_s_hold_while_the_loop_serves
     thread.join(TIMEOUT)
     assert order == ["loop served another", "thread released", "coroutine held"]
     lock.close()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_counts_each_outermost_hold_and_how_long_it_waited() -> None:
+    clock = _Clock()
+    lock = WriterLock(clock=clock)
+    with lock:
+        clock.now += 2.0
+        with lock:  # a write inside a write: the same hold
+            clock.now += 1.0
+    assert (lock.time.holds, lock.time.held_seconds, lock.time.waited_seconds) == (1, 3.0, 0.0)
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold_in_thread() -> None:
+        with lock:
+            held.set()
+            release.wait(TIMEOUT)
+
+    async def wait_on_loop() -> None:
+        thread = threading.Thread(target=hold_in_thread)
+        thread.start()
+        assert await asyncio.to_thread(held.wait, TIMEOUT)
+        waiting = asyncio.create_task(_hold_on_loop(lock, clock))
+        await asyncio.sleep(0)
+        clock.now += 5.0  # the coroutine waits this long, then the thread lets go
+        release.set()
+        await asyncio.wait_for(waiting, TIMEOUT)
+        thread.join(TIMEOUT)
+
+    asyncio.run(wait_on_loop())
+    assert lock.time.holds == 3
+    assert lock.time.waited_seconds == 5.0
+    assert lock.time.held_seconds == 3.0 + 5.0 + 0.5  # the thread's hold, then the coroutine's
+    lock.close()
+
+
+async def _hold_on_loop(lock: WriterLock, clock: _Clock) -> None:
+    async with lock.held_on_loop():
+        clock.now += 0.5
