@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, TypeDecorator, insert
+from sqlalchemy import Column, DateTime, Table, TypeDecorator, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.schema import ColumnDefault
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -33,15 +34,71 @@ class Base(DeclarativeBase):
 
 
 def insert_rows(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
-    """Insert now, in the session's transaction, as plain Core: the ORM's bulk path spent more
-    per row than the insert itself, and a hand-off or a tick writes rows nobody reads back."""
-    session.connection().execute(_insert(model.__tablename__), rows)
+    """Insert now, in the session's transaction, as a statement compiled once and run by the
+    driver's `executemany`.
+
+    A hand-off and a tick write rows nobody reads back. Through SQLAlchemy's execution (the
+    compiled-statement cache, parameter processing, a result set up for each statement) a
+    hand-off's three inserts cost it 0.1 ms more under the store's writer lock, a sixth of its
+    hold. SQLAlchemy still compiles each statement, for the connection's dialect, and its column
+    types still turn each value into the driver's. Engine events do not see these statements.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    statement = _insert(model.__tablename__, connection.dialect, frozenset(rows[0]))
+    cursor = connection.connection.cursor()
+    try:
+        parameters: list[Any] = [statement.parameters(row) for row in rows]
+        cursor.executemany(statement.sql, parameters)
+    finally:
+        cursor.close()
+
+
+class _Insert:
+    """An INSERT of `keys`, and of the columns with a Python-side default, into `table`."""
+
+    def __init__(self, table: Table, dialect: Dialect, keys: frozenset[str]) -> None:
+        unknown = keys - set(table.columns.keys())
+        if unknown:
+            raise KeyError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+        columns = [c for c in table.columns if c.key in keys or c.default is not None]
+        compiled = insert(table).compile(dialect=dialect, column_keys=[c.key for c in columns])
+        self.sql = str(compiled)
+        self._positional = compiled.positional
+        self._keys = [c.key for c in columns]
+        self._fill = [_default_of(c) for c in columns]
+        self._process = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        values = []
+        for key, fill, process in zip(self._keys, self._fill, self._process, strict=True):
+            value = row[key] if key in row else fill()
+            values.append(process(value) if process is not None else value)
+        return tuple(values) if self._positional else dict(zip(self._keys, values, strict=True))
+
+
+def _default_of(column: Column[Any]) -> Callable[[], Any]:
+    """What an insert that leaves `column` out writes in it, as Core's would."""
+    default = column.default
+    if isinstance(default, ColumnDefault) and default.is_scalar:
+        return lambda: default.arg
+    if isinstance(default, ColumnDefault) and default.is_callable:
+        return lambda: default.arg(None)  # Core wraps a callable to take an execution context
+    if default is not None:
+        raise TypeError(f"{column}: insert_rows computes only Python-side defaults")
+
+    def missing() -> Any:
+        raise KeyError(f"{column}: a row has no value for it, and it has no default")
+
+    return missing
 
 
 @functools.cache
-def _insert(table: str) -> Insert:
-    """Built once per table: building the statement cost a third of a one-row insert."""
-    return insert(Base.metadata.tables[table])
+def _insert(table: str, dialect: Dialect, keys: frozenset[str]) -> _Insert:
+    """Built once per table, dialect and set of columns: building and compiling the statement
+    cost more than running it."""
+    return _Insert(Base.metadata.tables[table], dialect, keys)
 
 
 def engine_url(url: str) -> str:
