@@ -3,6 +3,7 @@ transitions, durability."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -700,3 +701,32 @@ def test_a_hand_off_leased_at_submit_keeps_nothing_in_the_submitting_process(
 
     assert api_store._requests == {}
     api_store.close()
+
+
+def test_a_write_holds_sqlite_s_write_lock_from_its_first_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against writers outside the guard's writer lock too: a hand-off's "is this Deployment
+    busy?" read and its insert must see the same database."""
+    path = tmp_path / "guard.db"
+    store = Store(f"sqlite:///{path}")
+    outsider_could_write: list[bool] = []
+    submit = Store._submit
+
+    def submit_while_an_outsider_tries(self: Store, *args: Any) -> Any:
+        outsider = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            outsider.execute("BEGIN IMMEDIATE")
+            outsider.execute("ROLLBACK")
+            outsider_could_write.append(True)
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc)
+            outsider_could_write.append(False)
+        finally:
+            outsider.close()
+        return submit(self, *args)
+
+    monkeypatch.setattr(Store, "_submit", submit_while_an_outsider_tries)
+    _, created = store.submit(request(), idempotency_key=None, now=T0)
+    assert created and outsider_could_write == [False]
+    store.close()
