@@ -561,34 +561,38 @@ class Store:
             forgotten = now - timedelta(seconds=10 * lease_seconds)
             session.execute(delete(ReplicaRow).where(ReplicaRow.seen_at < forgotten))
             session.flush()
-            replicas = session.scalar(
-                select(func.count()).select_from(ReplicaRow).where(ReplicaRow.seen_at >= stale)
-            )
-            unfinished = session.scalar(
-                select(func.count()).select_from(RolloutRow).where(_unfinished())
-            )
-            share = max(1, math.ceil((unfinished or 0) / max(1, replicas or 1)))
-            takeable = or_(
-                RolloutRow.lease_owner.is_(None),
-                RolloutRow.lease_owner == replica_id,
-                RolloutRow.lease_expires_at < now,
-            )
-            if self.engine.dialect.name == "sqlite":
-                # One replica by definition: a lease held by someone else was this guard's
-                # before it restarted, so the new process resumes at once.
-                share, takeable = unfinished or 0, true()
+            share: int | None = None  # no bound: this replica takes every takeable rollout
+            takeable: Any = true()
+            mine = 0
+            if self.engine.dialect.name != "sqlite":
+                # On SQLite, one replica by definition: a lease held by someone else was this
+                # guard's before it restarted, so the new process resumes at once. It needs no
+                # share, nor the counts behind one: counting its own unfinished rollouts read
+                # every one of them under the writer lock at each tick.
+                replicas = session.scalar(
+                    select(func.count()).select_from(ReplicaRow).where(ReplicaRow.seen_at >= stale)
+                )
+                unfinished = session.scalar(
+                    select(func.count()).select_from(RolloutRow).where(_unfinished())
+                )
+                share = max(1, math.ceil((unfinished or 0) / max(1, replicas or 1)))
+                takeable = or_(
+                    RolloutRow.lease_owner.is_(None),
+                    RolloutRow.lease_owner == replica_id,
+                    RolloutRow.lease_expires_at < now,
+                )
+                mine = (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(RolloutRow)
+                        .where(_unfinished(), RolloutRow.lease_owner == replica_id)
+                    )
+                    or 0
+                )
             # A held lease is renewed once half of it has run, not every tick: rewriting every
             # unfinished row each tick was most of a claim's time under the writer lock. The
             # leases still fresh need no write, so they are not read here either.
             half_left = now + timedelta(seconds=lease_seconds / 2)
-            mine = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(RolloutRow)
-                    .where(_unfinished(), RolloutRow.lease_owner == replica_id)
-                )
-                or 0
-            )
             to_write = or_(
                 RolloutRow.lease_owner.is_(None),
                 RolloutRow.lease_owner != replica_id,
@@ -608,7 +612,7 @@ class Store:
             ).all()
             taken: list[Any] = []
             for row in candidates:
-                if row.lease_owner is None:
+                if row.lease_owner is None and share is not None:
                     if mine >= share:
                         continue
                     mine += 1
