@@ -113,7 +113,8 @@ def _kib(text: str, key: str) -> int:
 
 
 def metric(text: str, name: str) -> float | None:
-    """One unlabelled sample of a Prometheus text exposition, or None."""
+    """One sample of a Prometheus text exposition, or None; `name` with its labels as the
+    exposition writes them (`name{label="value"}`)."""
     match = re.search(rf"^{re.escape(name)} ([0-9.eE+-]+|NaN)$", text, re.MULTILINE)
     return float(match.group(1)) if match else None
 

@@ -50,9 +50,8 @@ from typing import Any
 
 import httpx
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import ProcessStats, emit
+from bench.common import ProcessStats, emit, metric
 from bench.paced import http_request, paced
 from bench.profile import record, summary
 from guard.sim.guard_process import GuardProcess
@@ -207,21 +206,21 @@ def _lock_held(client: httpx.Client) -> dict[str, float]:
     """Seconds each of the guard's processes has held the store's writer lock."""
     response = client.get("/metrics")
     response.raise_for_status()
-    return {
-        sample.labels["process"]: sample.value
-        for family in text_string_to_metric_families(response.text)
-        if family.name == "guard_store_writer_lock_held_seconds"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    }
+    held = {}
+    for process in ("api", "engine"):
+        name = f'guard_store_writer_lock_held_seconds_total{{process="{process}"}}'
+        value = metric(response.text, name)
+        assert value is not None, f"no {name} in the guard's /metrics"
+        held[process] = value
+    return held
 
 
 def _lock_shares(
     before: dict[str, float], after: dict[str, float], seconds: float
 ) -> dict[str, float]:
     return {
-        f"lock_{process}_pct": round(100 * (after[process] - before.get(process, 0)) / seconds, 1)
-        for process in ("api", "engine")
+        f"lock_{process}_pct": round(100 * (after[process] - before[process]) / seconds, 1)
+        for process in after
     }
 
 
