@@ -42,6 +42,18 @@ def sample(metrics: GuardMetrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
 
 
+def merged_samples(
+    *processes: GuardMetrics,
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Each sample of the processes' merged exposition, by name and sorted labels."""
+    merged = merge_expositions(*(generate_latest(p.registry).decode() for p in processes))
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(merged.decode())
+        for s in family.samples
+    }
+
+
 def test_promoted_counts_with_lead_time_and_duration() -> None:
     metrics = GuardMetrics()
     metrics.observe_end(
@@ -109,15 +121,7 @@ def test_two_processes_expositions_merge_into_one(monkeypatch: pytest.MonkeyPatc
     api.decision_latency.observe(0.2)
     api.decision_latency.observe(0.003)
 
-    merged = merge_expositions(
-        generate_latest(api.registry).decode(), generate_latest(engine.registry).decode()
-    ).decode()
-
-    values = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(merged)
-        for s in family.samples
-    }
+    values = merged_samples(api, engine)
     assert values[("guard_rollouts_total", (("outcome", "promoted"),))] == 5
     assert values[("guard_rollouts_total", (("outcome", "rolled_back"),))] == 1
     assert values[("guard_rollouts_created", (("outcome", "promoted"),))] == 1000
@@ -143,15 +147,7 @@ def test_writer_lock_time_is_exported_per_process_and_kept_apart_when_merged() -
     api_lock.time.held_seconds = 2.0  # read at each scrape, not when watched
     assert sample(api, "guard_store_writer_lock_held_seconds_total", process="api") == 2.0
 
-    merged = merge_expositions(
-        generate_latest(api.registry).decode(), generate_latest(engine.registry).decode()
-    ).decode()
-
-    values = {
-        (s.name, tuple(s.labels.items())): s.value
-        for family in text_string_to_metric_families(merged)
-        for s in family.samples
-    }
+    values = merged_samples(api, engine)
     assert values[("guard_store_writer_lock_holds_total", (("process", "api"),))] == 7
     assert values[("guard_store_writer_lock_holds_total", (("process", "engine"),))] == 2
     assert values[("guard_store_writer_lock_held_seconds_total", (("process", "engine"),))] == 0.75
