@@ -29,6 +29,9 @@ def machine() -> dict[str, Any]:
         memory_kb = int(match.group(1))
     return {
         "cpus": os.cpu_count(),
+        # Fewer when the benchmark runs pinned (`taskset -c 0 python -m bench.handoff`): its
+        # children, the guard and the generators, share only these.
+        "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": cpu,
         "memory_gb": round(memory_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
@@ -40,7 +43,8 @@ def machine() -> dict[str, Any]:
 def cpu_speed_ms() -> float:
     """CPU time of a fixed pure-Python loop, measured now: on a VM sharing its host, the same
     code ran up to 60 % slower from one minute to the next with the load average unchanged.
-    52-100 ms on the 2-core AMD EPYC VM of the README's figures; higher is slower."""
+    42-98 ms on the 2-core Intel Xeon VM of the README's latest figures, 52-100 ms on the AMD
+    EPYC VM of the earlier ones; higher is slower."""
     started = time.process_time()
     total = 0
     for number in range(1_000_000):
