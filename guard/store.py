@@ -59,7 +59,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from alerts.base import AlertEvent
 from guard import audit as audit_log
 from guard import outbox as alert_outbox
-from guard.checkpoint import WalCheckpointer
+from guard.checkpoint import WAL_SIZE_LIMIT, WalCheckpointer
 from guard.db import Base, UtcDateTime, dumps_json, engine_url, insert_rows, loads_json
 from guard.models import (
     ControlCommand,
@@ -264,14 +264,14 @@ class Store:
         self._sqlite = self.engine.dialect.name == "sqlite"
         if self._sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.writer = WriterLock(
+            Path(f"{parsed.database}-writer-lock") if self._local_file else None
+        )
         self._checkpointer: WalCheckpointer | None = None
         if self._local_file:
             event.listen(self.engine, "connect", _no_checkpoint_in_commits)
             assert parsed.database is not None
-            self._checkpointer = WalCheckpointer(parsed.database, owner=self)
-        self.writer = WriterLock(
-            Path(f"{parsed.database}-writer-lock") if self._local_file else None
-        )
+            self._checkpointer = WalCheckpointer(parsed.database, owner=self, writer=self.writer)
         with self.writer:  # the guard's two processes open a new file at once
             Base.metadata.create_all(self.engine)
             _add_columns(self.engine)
@@ -286,10 +286,10 @@ class Store:
         return alert_outbox.Outbox(self._session, self._writing)
 
     def close(self) -> None:
-        self.engine.dispose()
-        self.writer.close()
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        self.engine.dispose()
+        self.writer.close()
 
     def ping(self) -> bool:
         with self._session() as session:
@@ -1220,8 +1220,10 @@ class _HeldRows:
 
 
 def _no_checkpoint_in_commits(connection: Any, _record: Any) -> None:
-    """A local file's WAL is checkpointed by `guard.checkpoint`, off the event loop."""
+    """A local file's WAL is checkpointed by `guard.checkpoint`, off the event loop; the writer
+    that starts it over cuts the file back to `WAL_SIZE_LIMIT`."""
     connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
