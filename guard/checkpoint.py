@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SECONDS = 1.0
 RESTART_FRAMES = 10_000
 """About 40 MB of WAL: below it the WAL is left to grow. Taking the writer lock costs the
-writers that wait the checkpoint's two fsyncs (1-20 ms under load); above it, once a second at
-500 hand-offs a second."""
+writers that wait the checkpoint's two fsyncs (1-3 ms at 500 hand-offs a second in process, up
+to 24 ms in the hand-off benchmark); above it, that happens about once a second at that rate."""
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """The size SQLite cuts the WAL file back to when it starts over, after a burst grew it."""
 PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
