@@ -29,14 +29,18 @@ def submit(store: Store, count: int, first: int = 0) -> None:
         store.submit(request, idempotency_key=None, now=NOW)
 
 
+def wal_file(database: Path) -> Path:
+    return database.with_name(database.name + "-wal")
+
+
 def wal_starts(database: Path) -> int:
     """How many times SQLite has started the WAL over: its header's checkpoint sequence."""
-    with database.with_name(database.name + "-wal").open("rb") as wal:
+    with wal_file(database).open("rb") as wal:
         return int(struct.unpack(">I", wal.read(16)[12:16])[0])
 
 
 def wal_pages(database: Path) -> int:
-    wal = database.with_name(database.name + "-wal")
+    wal = wal_file(database)
     page_size = sqlite3.connect(database).execute("PRAGMA page_size").fetchone()[0]
     return wal.stat().st_size // page_size if wal.exists() else 0
 
@@ -127,7 +131,6 @@ def test_a_wal_grown_by_a_burst_is_cut_back_when_it_starts_over(
     checkpointer._checkpoint()  # nothing writes meanwhile: it copies every frame
     submit(store, 1, first=200)  # this writer starts the WAL over
 
-    wal = database.with_name(database.name + "-wal")
-    assert wal.stat().st_size <= 256 * 1024
+    assert wal_file(database).stat().st_size <= 256 * 1024
     assert len(store.list_rollouts(limit=1000)) == 201
     store.close()
